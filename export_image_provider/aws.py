@@ -1,0 +1,310 @@
+"""The AWS gateway: the only module that talks to boto3.
+
+Every call the provider makes to EC2 and S3 is a method here, and every error
+it can raise leaves as one :class:`ExportError` whose text is one readable line:
+the operation, the AWS code, AWS's message and, for the known prerequisites, what
+to do about it.
+
+Clients are created inside the provider process, never held by the pickled
+provider object, and cached per (service, region, profile) behind a lock: boto3's
+session is not safe for creating clients from several threads at once (boto3
+issue 1592), while the clients themselves are. Endpoints come from boto3's own
+``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_EC2`` / ``AWS_ENDPOINT_URL_S3`` support;
+retries of throttling and 5xx come from botocore's ``standard`` retry mode.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from . import __version__
+from .spec import ExportSpec
+
+TASK_ID_PREFIX = "export-ami-"
+MAX_DESCRIBE_IDS = 200
+
+_BOTOCORE_CONFIG = botocore.config.Config(
+    retries={"mode": "standard", "max_attempts": 10},
+    user_agent_extra=f"export-image-provider/{__version__}",
+    connect_timeout=10,
+    read_timeout=60,
+)
+
+_CLIENT_LOCK = threading.Lock()
+_CLIENTS: dict[tuple[str, str | None, str | None], Any] = {}
+_SESSIONS: dict[str | None, boto3.session.Session] = {}
+
+# Known prerequisites: (code, words in AWS's message) -> what the user should do.
+_HINTS: tuple[tuple[str, str, str], ...] = (
+    ("InvalidParameter", "service role", "create the service role as the README's 'IAM' section shows "
+     "(trusted by vmie.amazonaws.com), or set role_name to one that exists"),
+    ("InvalidParameter", "bucket", "create the bucket in the export's region first, or fix s3_bucket"),
+    ("InvalidParameter", "encrypted", "AMIs with encrypted EBS snapshots cannot be exported: "
+     "copy the AMI without encryption (ec2 copy-image) and export the copy"),
+    ("NotExportable", "", "AMIs with Marketplace or AWS-provided third-party software (such as Windows) "
+     "cannot be exported"),
+    ("InvalidAMIID.NotFound", "", "check image_id, and that the AMI lives in the export's region"),
+    ("InvalidAMIID.Malformed", "", "check image_id: it looks like ami-0123456789abcdef0"),
+    ("ResourceLimitExceeded", "", "the region's limit of concurrent export tasks is reached: "
+     "wait for running exports or request a quota increase"),
+    ("IdempotentParameterMismatch", "", "an earlier export used the same client token with other inputs"),
+    ("UnauthorizedOperation", "", "grant the caller the permissions in the README's 'IAM' section"),
+    ("AccessDenied", "", "grant the caller the permissions in the README's 'IAM' section"),
+    ("NoSuchBucket", "", "create the bucket first, or fix s3_bucket"),
+)
+
+
+class ExportError(Exception):
+    """An AWS call failed; ``str()`` is the one line the user sees."""
+
+    def __init__(self, operation: str, code: str, message: str, hint: str | None = None) -> None:
+        super().__init__(operation, code, message, hint)
+        self.operation = operation
+        self.code = code
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        line = f"{self.operation} failed: {self.code}: {self.message}"
+        return f"{line} ({self.hint})" if self.hint else line
+
+
+@dataclass(frozen=True)
+class ExportTask:
+    """One export-image task as DescribeExportImageTasks reports it."""
+
+    task_id: str
+    status: str
+    status_message: str | None = None
+    progress: int | None = None
+    image_id: str | None = None
+    description: str | None = None
+    s3_bucket: str | None = None
+    s3_prefix: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_aws(cls, record: Mapping[str, Any]) -> ExportTask:
+        location = record.get("S3ExportLocation") or {}
+        progress = record.get("Progress")
+        return cls(
+            task_id=record["ExportImageTaskId"],
+            status=record.get("Status", ""),
+            status_message=record.get("StatusMessage") or None,
+            progress=int(progress) if progress not in (None, "") else None,
+            image_id=record.get("ImageId"),
+            description=record.get("Description") or None,
+            s3_bucket=location.get("S3Bucket"),
+            s3_prefix=location.get("S3Prefix", ""),
+            tags={t["Key"]: t.get("Value", "") for t in record.get("Tags") or ()},
+        )
+
+
+def translate(operation: str, error: Exception) -> ExportError:
+    """Turn any boto3/botocore failure into one readable :class:`ExportError`."""
+    if isinstance(error, ExportError):
+        return error
+    if isinstance(error, botocore.exceptions.ClientError):
+        details = error.response.get("Error", {})
+        code = str(details.get("Code") or error.response.get("ResponseMetadata", {}).get("HTTPStatusCode"))
+        message = str(details.get("Message") or "").strip() or "no message"
+        return ExportError(operation, code, message, _hint(code, message))
+    if isinstance(error, botocore.exceptions.NoCredentialsError):
+        return ExportError(operation, "NoCredentials", "no AWS credentials were found",
+                           "set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or aws:profile in stack config")
+    if isinstance(error, botocore.exceptions.NoRegionError):
+        return ExportError(operation, "NoRegion", "no AWS region is set",
+                           "set the region argument, `pulumi config set aws:region REGION`, or AWS_REGION")
+    if isinstance(error, botocore.exceptions.BotoCoreError):
+        return ExportError(operation, type(error).__name__, str(error))
+    raise error
+
+
+def _hint(code: str, message: str) -> str | None:
+    lowered = message.lower()
+    for hint_code, words, hint in _HINTS:
+        if code == hint_code and words in lowered:
+            return hint
+    return None
+
+
+def _session(profile: str | None) -> boto3.session.Session:
+    session = _SESSIONS.get(profile)
+    if session is None:
+        session = _SESSIONS[profile] = boto3.session.Session(profile_name=profile)
+    return session
+
+
+def _client(service: str, region: str | None, profile: str | None) -> Any:
+    key = (service, region, profile)
+    client = _CLIENTS.get(key)
+    if client is None:
+        with _CLIENT_LOCK:
+            client = _CLIENTS.get(key)
+            if client is None:
+                try:
+                    client = _session(profile).client(service, region_name=region, config=_BOTOCORE_CONFIG)
+                except Exception as error:  # noqa: BLE001 - translate() re-raises what it does not know
+                    raise translate(f"create {service} client", error) from error
+                _CLIENTS[key] = client
+    return client
+
+
+def resolve_region(region: str | None, profile: str | None) -> str:
+    """The region an export runs in: the argument, else the profile/environment default."""
+    if region:
+        return region
+    with _CLIENT_LOCK:
+        try:
+            found = _session(profile).region_name
+        except Exception as error:  # noqa: BLE001
+            raise translate("resolve region", error) from error
+    if not found:
+        raise translate("resolve region", botocore.exceptions.NoRegionError())
+    return found
+
+
+class AwsGateway:
+    """EC2 and S3 calls for exports in one region, each translated to :class:`ExportError`."""
+
+    def __init__(self, region: str, profile: str | None = None) -> None:
+        self.region = region
+        self.profile = profile
+
+    @property
+    def ec2(self) -> Any:
+        return _client("ec2", self.region, self.profile)
+
+    @property
+    def s3(self) -> Any:
+        return _client("s3", self.region, self.profile)
+
+    def start_export(self, spec: ExportSpec, client_token: str, tags: Mapping[str, str]) -> ExportTask:
+        request: dict[str, Any] = {
+            "ImageId": spec.image_id,
+            "DiskImageFormat": spec.disk_image_format,
+            "S3ExportLocation": {"S3Bucket": spec.s3_bucket, "S3Prefix": spec.s3_prefix},
+            "RoleName": spec.role_name,
+            "ClientToken": client_token,
+            "TagSpecifications": [
+                {"ResourceType": "export-image-task", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+            ],
+        }
+        if spec.description is not None:
+            request["Description"] = spec.description
+        try:
+            return ExportTask.from_aws(self.ec2.export_image(**request))
+        except Exception as error:  # noqa: BLE001
+            raise translate("ExportImage", error) from error
+
+    def describe(self, task_id: str) -> ExportTask | None:
+        """The task, or None when AWS no longer knows it."""
+        return self.describe_many([task_id]).get(task_id)
+
+    def describe_many(self, task_ids: Iterable[str]) -> dict[str, ExportTask]:
+        """The known tasks among ``task_ids``, by id; ids AWS does not know are left out.
+
+        AWS rejects a whole request when one id is unknown, so such a batch is
+        split and retried until the unknown ids are isolated.
+        """
+        ids = list(dict.fromkeys(task_ids))
+        found: dict[str, ExportTask] = {}
+        for start in range(0, len(ids), MAX_DESCRIBE_IDS):
+            found.update(self._describe_batch(ids[start:start + MAX_DESCRIBE_IDS]))
+        return found
+
+    def _describe_batch(self, ids: list[str]) -> dict[str, ExportTask]:
+        if not ids:
+            return {}
+        try:
+            pages = self.ec2.get_paginator("describe_export_image_tasks").paginate(ExportImageTaskIds=ids)
+            return {t.task_id: t for page in pages for t in map(ExportTask.from_aws, page["ExportImageTasks"])}
+        except botocore.exceptions.ClientError as error:
+            if not error.response.get("Error", {}).get("Code", "").startswith("InvalidExportTaskID"):
+                raise translate("DescribeExportImageTasks", error) from error
+            if len(ids) == 1:
+                return {}
+            middle = len(ids) // 2
+            return {**self._describe_batch(ids[:middle]), **self._describe_batch(ids[middle:])}
+        except Exception as error:  # noqa: BLE001
+            raise translate("DescribeExportImageTasks", error) from error
+
+    def tasks_tagged(self, key: str, value: str) -> Iterator[ExportTask]:
+        """Active and completed tasks carrying tag ``key=value``.
+
+        DescribeExportImageTasks documents only the ``task-state`` filter, so tags
+        are matched here rather than by a ``tag:`` filter AWS might ignore.
+        """
+        try:
+            pages = self.ec2.get_paginator("describe_export_image_tasks").paginate(
+                Filters=[{"Name": "task-state", "Values": ["active", "completed"]}],
+                PaginationConfig={"PageSize": 500},
+            )
+            for page in pages:
+                for record in page["ExportImageTasks"]:
+                    task = ExportTask.from_aws(record)
+                    if task.tags.get(key) == value and task.status in ("active", "completed"):
+                        yield task
+        except Exception as error:  # noqa: BLE001
+            raise translate("DescribeExportImageTasks", error) from error
+
+    def cancel(self, task_id: str) -> str:
+        """Cancel a task: 'cancelled', 'gone' when AWS no longer knows it, or 'finished' when too late."""
+        try:
+            self.ec2.cancel_export_task(ExportTaskId=task_id)
+            return "cancelled"
+        except botocore.exceptions.ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if code.startswith("InvalidExportTaskID") and code.endswith("NotFound"):
+                return "gone"
+            if code == "IncorrectState":
+                return "finished"
+            raise translate("CancelExportTask", error) from error
+        except Exception as error:  # noqa: BLE001
+            raise translate("CancelExportTask", error) from error
+
+    def set_tags(self, task_id: str, tags: Mapping[str, str]) -> None:
+        if not tags:
+            return
+        try:
+            self.ec2.create_tags(Resources=[task_id], Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+        except Exception as error:  # noqa: BLE001
+            raise translate("CreateTags", error) from error
+
+    def remove_tags(self, task_id: str, keys: Iterable[str]) -> None:
+        keys = list(keys)
+        if not keys:
+            return
+        try:
+            self.ec2.delete_tags(Resources=[task_id], Tags=[{"Key": k} for k in keys])
+        except Exception as error:  # noqa: BLE001
+            raise translate("DeleteTags", error) from error
+
+    def object_exists(self, bucket: str, key: str) -> bool:
+        try:
+            self.s3.head_object(Bucket=bucket, Key=key)
+            return True
+        except botocore.exceptions.ClientError as error:
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status == 404 or error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NoSuchBucket"):
+                return False
+            raise translate("HeadObject", error) from error
+        except Exception as error:  # noqa: BLE001
+            raise translate("HeadObject", error) from error
+
+    def delete_object(self, bucket: str, key: str) -> None:
+        try:
+            self.s3.delete_object(Bucket=bucket, Key=key)
+        except botocore.exceptions.ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "NoSuchBucket"):
+                return
+            raise translate("DeleteObject", error) from error
+        except Exception as error:  # noqa: BLE001
+            raise translate("DeleteObject", error) from error

@@ -1,0 +1,172 @@
+"""What create, read, update and delete mean for an export task, in AWS terms.
+
+This is the only place that decides; the provider translates Pulumi's property
+dicts to an :class:`ExportSpec` and back, the gateway makes the calls, the waiter
+polls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from .aws import AwsGateway, ExportError, ExportTask
+from .spec import RESERVED_TAG_PREFIX, ExportSpec
+from .waiter import TaskVanished, WaitFailed, WaitPolicy, WaitTimedOut, wait_for_export
+
+RESOURCE_TAG = RESERVED_TAG_PREFIX + "resource"
+SPEC_TAG = RESERVED_TAG_PREFIX + "spec"
+
+Log = Callable[[str], None]
+
+
+class ExportFailed(Exception):
+    """The export could not be brought to the state the program asks for."""
+
+
+@dataclass(frozen=True)
+class ExportState:
+    """What the provider records about a task once an operation is done."""
+
+    task_id: str
+    status: str
+    status_message: str | None
+    progress: int | None
+    s3_key: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+def user_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    """The task's tags without the provider's own bookkeeping."""
+    return {k: v for k, v in tags.items() if not k.startswith(RESERVED_TAG_PREFIX)}
+
+
+def identity_tags(spec: ExportSpec) -> dict[str, str]:
+    """Tags that let a later create recognise a task it started (see :func:`create_export`)."""
+    if not spec.resource_key:
+        return {}
+    key = spec.resource_key
+    if len(key) > 256:
+        key = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+    return {RESOURCE_TAG: key, SPEC_TAG: spec.fingerprint()}
+
+
+def _state(spec: ExportSpec, task: ExportTask) -> ExportState:
+    completed = task.status == "completed"
+    return ExportState(
+        task_id=task.task_id,
+        status=task.status,
+        status_message=None if completed else task.status_message,
+        progress=100 if completed else task.progress,
+        s3_key=spec.s3_key(task.task_id),
+        tags=user_tags(task.tags),
+    )
+
+
+def find_resumable(spec: ExportSpec, gateway: AwsGateway) -> ExportTask | None:
+    """An active or completed task this resource started with the same inputs, if any."""
+    tags = identity_tags(spec)
+    if not tags:
+        return None
+    for task in gateway.tasks_tagged(RESOURCE_TAG, tags[RESOURCE_TAG]):
+        if task.tags.get(SPEC_TAG) != tags[SPEC_TAG]:
+            continue
+        if task.status == "completed" and not gateway.object_exists(spec.s3_bucket, spec.s3_key(task.task_id)):
+            continue
+        return task
+    return None
+
+
+def create_export(spec: ExportSpec, gateway: AwsGateway, log: Log, policy: WaitPolicy | None = None) -> ExportState:
+    """Start the export (or resume the one an interrupted create started) and wait for it.
+
+    No duplicate exports: every task is started with two tags, the resource's
+    identity (project/stack/name) and a fingerprint of the inputs that decide what
+    it produces. A create first looks for an active or completed task carrying
+    both (a completed one only while its object exists) and resumes it, so a
+    ``pulumi up`` killed after ExportImage was sent, or a wait that timed out,
+    picks up the same task when run again. Delete removes the identity tag, so a
+    destroy followed by an up starts a fresh export. The ClientToken, new for
+    each create, makes botocore's own retries of ExportImage safe.
+    """
+    name = spec.resource_key.rsplit("/", 1)[-1] if spec.resource_key else spec.image_id
+    task = find_resumable(spec, gateway)
+    if task is not None:
+        log(f"{name}: resuming export task {task.task_id} ({task.status})")
+    else:
+        task = gateway.start_export(spec, str(uuid.uuid4()), {**spec.tags, **identity_tags(spec)})
+        log(f"{name}: started export task {task.task_id} of {spec.image_id} to "
+            f"s3://{spec.s3_bucket}/{spec.s3_key(task.task_id)}")
+    if not spec.wait_for_completion:
+        return _state(spec, task)
+
+    def report(latest: ExportTask) -> None:
+        progress = f"{latest.progress}%" if latest.progress is not None else ""
+        message = latest.status_message or ""
+        log(f"{name}: {latest.task_id} {latest.status} {progress} {message}".rstrip())
+
+    try:
+        task = wait_for_export(
+            lambda: gateway.describe(task.task_id), task, spec.timeout_minutes * 60, policy, report
+        )
+    except WaitFailed as failure:
+        raise ExportFailed(f"{name}: {failure}") from None
+    except WaitTimedOut as timeout:
+        raise ExportFailed(f"{name}: {timeout}") from None
+    except TaskVanished as vanished:
+        if not gateway.object_exists(spec.s3_bucket, spec.s3_key(task.task_id)):
+            raise ExportFailed(f"{name}: {vanished}, and no image was written") from None
+        task = ExportTask(task_id=task.task_id, status="completed", tags=task.tags)
+    log(f"{name}: {task.task_id} completed: s3://{spec.s3_bucket}/{spec.s3_key(task.task_id)}")
+    return _state(spec, task)
+
+
+def read_export(spec: ExportSpec, task_id: str, gateway: AwsGateway, known_tags: Mapping[str, str]) -> ExportState | None:
+    """The export as AWS has it now, or None when it is gone.
+
+    Task records do not live for ever, so when AWS no longer knows the task the
+    S3 object decides: present, the export still exists (completed); absent, it
+    is gone. A completed task whose object was deleted out of band is gone too,
+    and so is a cancelled or failed one.
+    """
+    task = gateway.describe(task_id)
+    if task is None:
+        if gateway.object_exists(spec.s3_bucket, spec.s3_key(task_id)):
+            return ExportState(task_id, "completed", None, 100, spec.s3_key(task_id), dict(known_tags))
+        return None
+    if task.status not in ("active", "completed"):
+        return None
+    if task.status == "completed" and not gateway.object_exists(spec.s3_bucket, spec.s3_key(task_id)):
+        return None
+    return _state(spec, task)
+
+
+def update_tags(task_id: str, old: Mapping[str, str], new: Mapping[str, str], gateway: AwsGateway) -> None:
+    """Make the task's user tags equal ``new``; the provider's own tags are left alone."""
+    gateway.set_tags(task_id, {k: v for k, v in new.items() if old.get(k) != v})
+    gateway.remove_tags(task_id, [k for k in old if k not in new])
+
+
+def delete_export(spec: ExportSpec, task_id: str, gateway: AwsGateway, log: Log) -> None:
+    """Cancel an active task, delete a completed one's object; whatever is gone already is fine.
+
+    AWS removes a cancelled task's partial output itself. A completed task keeps
+    its record, so its identity tag is removed: a later create must not resume it.
+    """
+    task = gateway.describe(task_id)
+    if task is not None and task.status == "active":
+        outcome = gateway.cancel(task_id)
+        log(f"export task {task_id}: cancel {outcome}")
+        if outcome == "cancelled":
+            return
+    key = spec.s3_key(task_id)
+    gateway.delete_object(spec.s3_bucket, key)
+    log(f"export task {task_id}: deleted s3://{spec.s3_bucket}/{key}")
+    if task is not None:
+        try:
+            gateway.remove_tags(task_id, [RESOURCE_TAG])
+        except ExportError as error:
+            if not error.code.startswith("InvalidExportTaskID"):
+                raise

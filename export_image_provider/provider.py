@@ -1,0 +1,171 @@
+"""ImageExportProvider: Pulumi's property dicts in, an ExportSpec to the lifecycle, outputs back.
+
+The provider object is pickled into the stack's state and unpickled in the
+dynamic-provider process, so it holds nothing but configuration read there
+(``configure``): no clients, sessions or credentials. boto3 is imported only by
+the operations that call AWS, keeping ``check`` and ``diff`` (all that a preview
+with no changes runs) free of its import time.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    ConfigureRequest,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    ResourceProvider,
+    UpdateResult,
+)
+from pulumi.runtime.rpc import UNKNOWN
+
+from .spec import REPLACE_PROPERTIES, UPDATE_PROPERTIES, ExportSpec, normalize, to_spec, validate
+
+OUTPUT_PROPERTIES = ("export_image_task_id", "status", "status_message", "progress", "s3_key", "s3_uri")
+# Inputs that change only how the provider behaves, never the task: updated in place without AWS calls.
+BEHAVIOUR_PROPERTIES = ("wait_for_completion", "timeout_minutes")
+
+
+def _is_unknown(value: Any) -> bool:
+    return value == UNKNOWN if isinstance(value, str) else False
+
+
+def _log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _comparable(name: str, value: Any) -> Any:
+    if name == "disk_image_format" and isinstance(value, str):
+        return value.upper()
+    if name == "s3_prefix":
+        return value or ""
+    if name in ("description", "region"):
+        return value or None
+    if name == "tags":
+        return dict(value or {})
+    return value
+
+
+class ImageExportProvider(ResourceProvider):
+    """The dynamic provider behind :class:`export_image_provider.ImageExport`."""
+
+    serialize_as_secret_always = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Nothing: what ``configure`` learnt belongs to one provider process, not to state."""
+        return {}
+
+    def __setstate__(self, _state: dict[str, Any]) -> None:
+        pass
+
+    def configure(self, req: ConfigureRequest) -> None:
+        self.config_region = req.config.get("aws:region")
+        self.config_profile = req.config.get("aws:profile")
+
+    def _profile(self) -> str | None:
+        return getattr(self, "config_profile", None)
+
+    def _default_region(self) -> str | None:
+        """The region a resource without ``region`` uses, when known without boto3."""
+        return (
+            getattr(self, "config_region", None)
+            or os.environ.get("AWS_REGION")
+            or os.environ.get("AWS_DEFAULT_REGION")
+        )
+
+    def _gateway(self, region: str | None) -> Any:
+        from .aws import AwsGateway, resolve_region
+
+        return AwsGateway(resolve_region(region or self._default_region(), self._profile()), self._profile())
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        inputs = normalize(news)
+        failures = [CheckFailure(p.property, p.reason) for p in validate(inputs, _is_unknown)]
+        return CheckResult(inputs, failures)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        replaces = []
+        for name in REPLACE_PROPERTIES:
+            new = news.get(name)
+            if name == "region" and not new:
+                new = self._default_region()
+                if new is None:
+                    continue
+            if _is_unknown(new) or _comparable(name, new) != _comparable(name, olds.get(name)):
+                replaces.append(name)
+        updates = [
+            name
+            for name in UPDATE_PROPERTIES + BEHAVIOUR_PROPERTIES
+            if _is_unknown(news.get(name)) or _comparable(name, news.get(name)) != _comparable(name, olds.get(name))
+        ]
+        return DiffResult(
+            changes=bool(replaces or updates),
+            replaces=replaces,
+            stables=["export_image_task_id", "s3_key", "s3_uri"] if not replaces else [],
+            delete_before_replace=False,
+        )
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        from .lifecycle import ExportFailed, create_export
+
+        spec = to_spec(props)
+        gateway = self._gateway(spec.region)
+        try:
+            state = create_export(spec, gateway, _log)
+        except ExportFailed as failure:
+            raise Exception(str(failure)) from None
+        return CreateResult(state.task_id, self._outputs(props, spec, gateway.region, state))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        from .lifecycle import read_export
+
+        spec = to_spec(props)
+        gateway = self._gateway(props.get("region"))
+        state = read_export(spec, id_, gateway, props.get("tags") or {})
+        if state is None:
+            return ReadResult("", {})
+        return ReadResult(id_, self._outputs(props, spec, gateway.region, state))
+
+    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        from .lifecycle import ExportState, update_tags
+
+        spec = to_spec(news)
+        gateway = self._gateway(olds.get("region"))
+        update_tags(id_, olds.get("tags") or {}, spec.tags, gateway)
+        state = ExportState(
+            task_id=id_,
+            status=olds.get("status") or "",
+            status_message=olds.get("status_message"),
+            progress=olds.get("progress"),
+            s3_key=olds.get("s3_key") or spec.s3_key(id_),
+            tags=dict(spec.tags),
+        )
+        return UpdateResult(self._outputs(news, spec, gateway.region, state))
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        from .lifecycle import delete_export
+
+        spec = to_spec(props)
+        delete_export(spec, id_, self._gateway(props.get("region")), _log)
+
+    @staticmethod
+    def _outputs(inputs: Mapping[str, Any], spec: ExportSpec, region: str, state: Any) -> dict[str, Any]:
+        outs = normalize({k: v for k, v in inputs.items() if not k.startswith("__")})
+        outs.update(
+            region=region,
+            tags=dict(state.tags),
+            export_image_task_id=state.task_id,
+            status=state.status,
+            status_message=state.status_message,
+            progress=state.progress,
+            s3_key=state.s3_key,
+            s3_uri=f"s3://{spec.s3_bucket}/{state.s3_key}",
+        )
+        return outs

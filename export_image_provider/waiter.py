@@ -1,0 +1,199 @@
+"""Waiting for an export task: the polling policy is data, driven by one small loop.
+
+Like botocore's waiters (a JSON model read by one engine), :data:`EXPORT_COMPLETE`
+says which statuses end the wait and how, and how long to sleep between polls.
+boto3 has no waiter for DescribeExportImageTasks, and a fixed delay is wrong for
+a call whose duration ranges from minutes to hours, so the delay here comes from
+a prediction: the task's progress is mapped through a typical export's curve
+(progress reached -> fraction of the whole duration) to estimate the time left.
+Far from the end the loop polls sparsely, near it densely, and never faster
+than ``min_delay``. The policy can be replaced wholesale, or field by field, with
+JSON in ``EXPORT_IMAGE_PROVIDER_WAITER`` (tests use this to poll an emulator fast).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Protocol
+
+ENV_OVERRIDE = "EXPORT_IMAGE_PROVIDER_WAITER"
+
+EXPORT_COMPLETE: dict[str, Any] = {
+    "first_delay": 15.0,
+    "min_delay": 5.0,
+    "max_delay": 300.0,
+    "near_delay": 8.0,
+    "near_window": 60.0,
+    "lead": 0.5,
+    "jitter": 0.1,
+    "acceptors": [
+        ["completed", "success"],
+        ["deleted", "failure"],
+        ["deleting", "failure"],
+        ["active", "retry"],
+    ],
+    # (progress reached, fraction of the export's duration): a validating phase
+    # at 0%, conversion up to the high 80s, then a long tail before completion.
+    "curve": [[0, 0.0], [1, 0.12], [50, 0.35], [85, 0.55], [95, 0.85], [100, 1.0]],
+}
+
+
+class TaskLike(Protocol):
+    task_id: str
+    status: str
+    status_message: str | None
+    progress: int | None
+
+
+@dataclass(frozen=True)
+class WaitPolicy:
+    """How to wait: delays in seconds, acceptors (status, outcome), and the progress curve."""
+
+    first_delay: float
+    min_delay: float
+    max_delay: float
+    near_delay: float
+    near_window: float
+    lead: float
+    jitter: float
+    acceptors: tuple[tuple[str, str], ...]
+    curve: tuple[tuple[float, float], ...]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> WaitPolicy:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown waiter policy fields: {', '.join(sorted(unknown))}")
+        values = dict(data)
+        values["acceptors"] = tuple((str(s), str(o)) for s, o in values["acceptors"])
+        values["curve"] = tuple((float(p), float(f)) for p, f in values["curve"])
+        return cls(**{k: values[k] if k in ("acceptors", "curve") else float(values[k]) for k in known})
+
+    def outcome(self, status: str) -> str:
+        for expected, outcome in self.acceptors:
+            if expected == status:
+                return outcome
+        return "failure"
+
+
+def load_policy(environ: Mapping[str, str] = os.environ) -> WaitPolicy:
+    """The default policy, with any fields given as JSON in ``EXPORT_IMAGE_PROVIDER_WAITER``."""
+    data = dict(EXPORT_COMPLETE)
+    override = environ.get(ENV_OVERRIDE)
+    if override:
+        data.update(json.loads(override))
+    return WaitPolicy.from_dict(data)
+
+
+def curve_fraction(curve: Sequence[tuple[float, float]], progress: float) -> float:
+    """Fraction of the duration a typical export has used when it reaches ``progress``."""
+    for (p0, f0), (p1, f1) in zip(curve, curve[1:]):
+        if progress <= p1:
+            return f0 + (f1 - f0) * (progress - p0) / (p1 - p0) if p1 > p0 else f1
+    return curve[-1][1]
+
+
+def predict_remaining(policy: WaitPolicy, first: tuple[float, int], now: tuple[float, int]) -> float | None:
+    """Seconds until completion, from two (time, progress) observations; None when unknown."""
+    (t0, p0), (t1, p1) = first, now
+    f0, f1 = curve_fraction(policy.curve, p0), curve_fraction(policy.curve, p1)
+    if t1 <= t0 or f1 <= f0:
+        return None
+    total = (t1 - t0) / (f1 - f0)
+    return max(0.0, total * (1.0 - f1))
+
+
+def next_delay(
+    policy: WaitPolicy,
+    first: tuple[float, int],
+    now: tuple[float, int],
+    rng: Callable[[], float] = random.random,
+) -> float:
+    """How long to sleep before the next poll, given the first and latest observations."""
+    remaining = predict_remaining(policy, first, now)
+    if remaining is None:
+        base = max(policy.min_delay, (now[0] - first[0]) * policy.lead)
+    elif remaining <= policy.near_window:
+        base = policy.near_delay
+    else:
+        base = max(policy.near_delay, min(remaining * policy.lead, remaining - policy.near_window))
+    jittered = base * (1.0 - policy.jitter * rng())
+    return min(policy.max_delay, max(policy.min_delay, jittered))
+
+
+class WaitFailed(Exception):
+    """The task reached a status the policy calls failure."""
+
+    def __init__(self, task: TaskLike) -> None:
+        message = task.status_message or "no status message"
+        super().__init__(f"export task {task.task_id} ended {task.status}: {message}")
+        self.task = task
+
+
+class WaitTimedOut(Exception):
+    """The deadline passed; the task is left running."""
+
+    def __init__(self, task: TaskLike, minutes: float) -> None:
+        progress = f"{task.progress}%" if task.progress is not None else "unknown progress"
+        super().__init__(
+            f"export task {task.task_id} is still {task.status} at {progress} after {minutes:g} minutes "
+            f"(timeout_minutes); it was left running: run `pulumi up` again to resume waiting for it, "
+            f"or raise timeout_minutes"
+        )
+        self.task = task
+
+
+class TaskVanished(Exception):
+    """AWS stopped reporting the task while it was being waited for."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"export task {task_id} is no longer reported by DescribeExportImageTasks")
+        self.task_id = task_id
+
+
+def wait_for_export(
+    describe: Callable[[], TaskLike | None],
+    first: TaskLike,
+    timeout_seconds: float,
+    policy: WaitPolicy | None = None,
+    on_change: Callable[[TaskLike], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    rng: Callable[[], float] = random.random,
+) -> TaskLike:
+    """Poll ``describe`` until the task succeeds; raise on failure, timeout or disappearance.
+
+    ``first`` is the task as last seen (the ExportImage answer, or a describe of an
+    adopted task); its progress anchors the prediction.
+    """
+    policy = policy or load_policy()
+    start = clock()
+    deadline = start + timeout_seconds
+    anchor = (start, first.progress or 0)
+    task = first
+    delay = policy.first_delay
+    while True:
+        outcome = policy.outcome(task.status)
+        if outcome == "success":
+            return task
+        if outcome == "failure":
+            raise WaitFailed(task)
+        now = clock()
+        if now >= deadline:
+            raise WaitTimedOut(task, timeout_seconds / 60)
+        sleep(min(delay, deadline - now))
+        latest = describe()
+        if latest is None:
+            raise TaskVanished(task.task_id)
+        if on_change and (latest.status, latest.progress, latest.status_message) != (
+            task.status, task.progress, task.status_message
+        ):
+            on_change(latest)
+        task = latest
+        delay = next_delay(policy, anchor, (clock(), task.progress or 0), rng)

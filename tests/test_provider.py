@@ -1,0 +1,275 @@
+"""ImageExportProvider driven directly, through boto3 over HTTP to the emulator.
+
+These pin what each provider operation does in AWS terms; the engine-level
+behaviour (pickling by reference, unknowns in preview, update outputs) is pinned
+again through the real Pulumi CLI in test_cli_lifecycle.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+
+import pytest
+from pulumi.dynamic import ConfigureRequest
+from pulumi.dynamic.config import Config
+from pulumi.dynamic.dynamic import serialize_provider
+from pulumi.runtime.rpc import UNKNOWN
+
+from conftest import REPO_ROOT
+from export_image_provider import ImageExportProvider
+from export_image_provider.lifecycle import RESOURCE_TAG, SPEC_TAG
+
+FAST_WAITER = '{"first_delay": 0.2, "min_delay": 0.1, "max_delay": 0.5, "near_delay": 0.2, "near_window": 5}'
+
+
+@pytest.fixture(scope="module")
+def world(emulator):
+    """Seeded emulator, and the environment a provider process would have."""
+    from export_image_provider.emulator.seed import seed
+
+    saved = dict(os.environ)
+    os.environ.update(
+        AWS_ENDPOINT_URL=emulator.url,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_REGION="us-east-1",
+        EXPORT_IMAGE_PROVIDER_WAITER=FAST_WAITER,
+    )
+    os.environ.pop("AWS_PROFILE", None)
+    try:
+        yield seed(emulator.url, "us-east-1")
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
+def fresh_tasks(emulator):
+    emulator.reset()
+    emulator.set_config(export_seconds=1.0)
+
+
+@pytest.fixture
+def provider():
+    return ImageExportProvider()
+
+
+def props(world, **changes):
+    base = {
+        "image_id": world["image_id"],
+        "disk_image_format": "vmdk",
+        "s3_bucket": world["bucket"],
+        "s3_prefix": "exports/",
+        "tags": {"team": "platform"},
+        "resource_key": f"proj/test/{uuid.uuid4().hex[:8]}",
+    }
+    base.update(changes)
+    return ImageExportProvider().check({}, base).inputs
+
+
+def tasks(emulator):
+    return emulator.client("ec2").describe_export_image_tasks()["ExportImageTasks"]
+
+
+def object_exists(emulator, bucket, key):
+    listed = emulator.client("s3").list_objects_v2(Bucket=bucket, Prefix=key)
+    return any(o["Key"] == key for o in listed.get("Contents", []))
+
+
+def test_create_waits_for_completion_and_returns_every_output(world, emulator, provider):
+    created = provider.create(props(world))
+    outs = created.outs
+    assert created.id.startswith("export-ami-") and outs["export_image_task_id"] == created.id
+    assert outs["status"] == "completed" and outs["progress"] == 100 and outs["status_message"] is None
+    assert outs["s3_key"] == f"exports/{created.id}.vmdk"
+    assert outs["s3_uri"] == f"s3://{world['bucket']}/exports/{created.id}.vmdk"
+    assert outs["disk_image_format"] == "VMDK" and outs["region"] == "us-east-1"
+    assert outs["tags"] == {"team": "platform"}
+    assert object_exists(emulator, world["bucket"], outs["s3_key"])
+    [task] = tasks(emulator)
+    assert {"Key": "team", "Value": "platform"} in task["Tags"]
+
+
+def test_create_without_waiting_returns_the_active_task_and_read_follows_it(world, emulator, provider):
+    emulator.set_config(export_seconds=1.5)
+    created = provider.create(props(world, wait_for_completion=False))
+    assert created.outs["status"] == "active"
+    assert not object_exists(emulator, world["bucket"], created.outs["s3_key"])
+    deadline = time.monotonic() + 10
+    while (read := provider.read(created.id, created.outs)).outs["status"] != "completed":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert read.id == created.id and read.outs["progress"] == 100
+
+
+def test_read_of_completed_export_changes_nothing(world, provider):
+    created = provider.create(props(world))
+    read = provider.read(created.id, created.outs)
+    assert read.id == created.id and read.outs == created.outs
+    diff = provider.diff(created.id, read.outs, props(world, resource_key=created.outs["resource_key"]))
+    assert not diff.replaces
+
+
+def test_object_deleted_out_of_band_means_the_export_is_gone(world, emulator, provider):
+    created = provider.create(props(world))
+    emulator.client("s3").delete_object(Bucket=world["bucket"], Key=created.outs["s3_key"])
+    read = provider.read(created.id, created.outs)
+    assert read.id == "" and read.outs == {}
+
+
+def test_tags_changed_out_of_band_show_in_read(world, emulator, provider):
+    created = provider.create(props(world))
+    emulator.client("ec2").create_tags(Resources=[created.id], Tags=[{"Key": "extra", "Value": "1"}])
+    read = provider.read(created.id, created.outs)
+    assert read.outs["tags"] == {"team": "platform", "extra": "1"}
+
+
+def test_update_changes_tags_in_place_and_returns_all_outputs(world, emulator, provider):
+    created = provider.create(props(world, tags={"team": "platform", "old": "x"}))
+    news = {**props(world, tags={"team": "infra", "new": "y"}), "resource_key": created.outs["resource_key"]}
+    diff = provider.diff(created.id, created.outs, news)
+    assert diff.changes and not diff.replaces
+    updated = provider.update(created.id, created.outs, news)
+    assert updated.outs["tags"] == {"team": "infra", "new": "y"}
+    for name in ("export_image_task_id", "status", "s3_key", "s3_uri", "progress", "region"):
+        assert updated.outs[name] == created.outs[name], name
+    [task] = tasks(emulator)
+    tags = {t["Key"]: t["Value"] for t in task["Tags"]}
+    assert tags["team"] == "infra" and tags["new"] == "y" and "old" not in tags
+    assert RESOURCE_TAG in tags and SPEC_TAG in tags
+
+
+def test_delete_of_completed_export_removes_the_object_and_tolerates_repeats(world, emulator, provider):
+    created = provider.create(props(world))
+    provider.delete(created.id, created.outs)
+    assert not object_exists(emulator, world["bucket"], created.outs["s3_key"])
+    provider.delete(created.id, created.outs)
+    assert provider.read(created.id, created.outs).id == ""
+
+
+def test_delete_of_active_export_cancels_it_and_leaves_no_object(world, emulator, provider):
+    emulator.set_config(export_seconds=30)
+    created = provider.create(props(world, wait_for_completion=False))
+    provider.delete(created.id, created.outs)
+    [task] = tasks(emulator)
+    assert task["Status"] in ("deleting", "deleted")
+    assert not object_exists(emulator, world["bucket"], created.outs["s3_key"])
+
+
+def test_timeout_names_the_task_and_a_rerun_resumes_it(world, emulator, provider):
+    emulator.set_config(export_seconds=3)
+    inputs = props(world, timeout_minutes=0.01)
+    with pytest.raises(Exception, match=r"export-ami-\w+ is still active .*left running"):
+        provider.create(inputs)
+    resumed = provider.create({**inputs, "timeout_minutes": 1})
+    assert resumed.outs["status"] == "completed"
+    assert len(tasks(emulator)) == 1
+
+
+def test_destroy_then_create_starts_a_fresh_export(world, emulator, provider):
+    inputs = props(world)
+    first = provider.create(inputs)
+    provider.delete(first.id, first.outs)
+    second = provider.create(inputs)
+    assert second.id != first.id and len(tasks(emulator)) == 2
+
+
+def test_failed_export_reports_the_task_message(world, emulator, provider):
+    emulator.set_config(export_seconds=1, fail_at_progress=40)
+    with pytest.raises(Exception, match="ended deleted: ClientError"):
+        provider.create(props(world))
+    [task] = tasks(emulator)
+    assert not object_exists(emulator, world["bucket"], f"exports/{task['ExportImageTaskId']}.vmdk")
+
+
+def test_killed_create_is_resumed_not_duplicated(world, emulator):
+    """Start a create in another process, kill it mid-wait, create again: one task."""
+    emulator.set_config(export_seconds=4)
+    inputs = props(world)
+    script = textwrap.dedent(
+        f"""
+        from export_image_provider import ImageExportProvider
+        ImageExportProvider().create({inputs!r})
+        """
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], cwd=REPO_ROOT, env=dict(os.environ),
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not tasks(emulator):
+            assert time.monotonic() < deadline and child.poll() is None
+            time.sleep(0.05)
+    finally:
+        child.kill()
+        child.wait()
+    resumed = ImageExportProvider().create(inputs)
+    [task] = tasks(emulator)
+    assert resumed.id == task["ExportImageTaskId"] and resumed.outs["status"] == "completed"
+
+
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"role_name": "no-such-role"}, "ExportImage failed: InvalidParameter: The service role no-such-role"),
+        ({"s3_bucket": "no-such-bucket-here"}, "no-such-bucket-here"),
+        ({"image_id": "ami-0123456789abcdef0"}, "InvalidAMIID.NotFound"),
+        ({"image_id": "encrypted_image_id"}, "cannot be exported: copy the AMI without encryption"),
+        ({"image_id": "marketplace_image_id"}, "NotExportable"),
+    ],
+)
+def test_aws_refusals_are_one_readable_line_and_start_nothing(world, emulator, provider, changes, words):
+    changes = {k: world.get(v, v) for k, v in changes.items()}
+    with pytest.raises(Exception) as raised:
+        provider.create(props(world, **changes))
+    message = str(raised.value)
+    assert words in message and "\n" not in message
+    assert tasks(emulator) == []
+
+
+def test_check_reports_failures_and_lets_unknowns_through(world, provider):
+    result = provider.check({}, {"image_id": "ami-1", "disk_image_format": "iso", "s3_bucket": UNKNOWN})
+    assert {f.property for f in result.failures} == {"image_id", "disk_image_format"}
+    assert result.inputs["s3_bucket"] == UNKNOWN
+
+
+@pytest.mark.parametrize("name", ["image_id", "disk_image_format", "s3_bucket", "s3_prefix", "role_name",
+                                  "description", "region"])
+def test_diff_replaces_on_each_export_defining_input(world, provider, name):
+    olds = {**props(world), "region": "us-east-1", "description": None}
+    value = {"image_id": "ami-0123456789abcdef0", "disk_image_format": "RAW", "s3_bucket": "other-bucket",
+             "s3_prefix": "x/", "role_name": "other", "description": "new", "region": "eu-west-1"}[name]
+    diff = provider.diff("export-ami-0123456789abcdef0", olds, {**olds, name: value})
+    assert diff.changes and diff.replaces == [name]
+    unknown = provider.diff("export-ami-0123456789abcdef0", olds, {**olds, name: UNKNOWN})
+    assert unknown.changes and unknown.replaces == [name]
+
+
+def test_diff_ignores_case_only_format_changes_and_unchanged_inputs(world, provider):
+    olds = {**props(world), "region": "us-east-1"}
+    assert not provider.diff("x", olds, {**olds, "disk_image_format": "vmdk", "region": None}).changes
+    tags = provider.diff("x", olds, {**olds, "tags": UNKNOWN})
+    assert tags.changes and not tags.replaces
+
+
+def test_region_defaults_come_from_stack_config(world, provider):
+    provider.configure(ConfigureRequest(Config({"aws:region": "eu-west-1"}, "proj")))
+    olds = {**props(world), "region": "us-east-1"}
+    assert provider.diff("x", olds, {**olds, "region": None}).replaces == ["region"]
+
+
+def test_provider_pickles_without_state_and_works_after_a_round_trip(world, emulator):
+    import dill
+
+    provider = ImageExportProvider()
+    provider.configure(ConfigureRequest(Config({"aws:region": "us-east-1"}, "proj")))
+    raw = base64.b64decode(serialize_provider(provider))
+    assert b"testing" not in raw and b"boto" not in raw and len(raw) < 500
+    restored = dill.loads(raw)
+    assert type(restored) is ImageExportProvider and vars(restored) == {}
+    assert restored.create(props(world)).outs["status"] == "completed"
