@@ -8,13 +8,15 @@ polls.
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from .aws import AwsGateway, ExportError, ExportTask
 from .spec import RESERVED_TAG_PREFIX, ExportSpec
-from .waiter import TaskVanished, WaitFailed, WaitPolicy, WaitTimedOut, wait_for_export
+from .slots import queue_for
+from .waiter import TaskVanished, WaitFailed, WaitPolicy, WaitTimedOut, load_policy, wait_for_export
 
 RESOURCE_TAG = RESERVED_TAG_PREFIX + "resource"
 SPEC_TAG = RESERVED_TAG_PREFIX + "spec"
@@ -92,13 +94,13 @@ def create_export(spec: ExportSpec, gateway: AwsGateway, log: Log, policy: WaitP
     each create, makes botocore's own retries of ExportImage safe.
     """
     name = spec.resource_key.rsplit("/", 1)[-1] if spec.resource_key else spec.image_id
+    policy = policy or load_policy()
+    deadline = time.monotonic() + spec.timeout_minutes * 60
     task = find_resumable(spec, gateway)
     if task is not None:
         log(f"{name}: resuming export task {task.task_id} ({task.status})")
     else:
-        task = gateway.start_export(spec, str(uuid.uuid4()), {**spec.tags, **identity_tags(spec)})
-        log(f"{name}: started export task {task.task_id} of {spec.image_id} to "
-            f"s3://{spec.s3_bucket}/{spec.s3_key(task.task_id)}")
+        task = _start(spec, gateway, name, log, policy, deadline)
     if not spec.wait_for_completion:
         return _state(spec, task)
 
@@ -109,7 +111,7 @@ def create_export(spec: ExportSpec, gateway: AwsGateway, log: Log, policy: WaitP
 
     try:
         task = wait_for_export(
-            lambda: gateway.describe(task.task_id), task, spec.timeout_minutes * 60, policy, report
+            lambda: gateway.describe(task.task_id), task, max(0.0, deadline - time.monotonic()), policy, report
         )
     except WaitFailed as failure:
         raise ExportFailed(f"{name}: {failure}") from None
@@ -119,8 +121,31 @@ def create_export(spec: ExportSpec, gateway: AwsGateway, log: Log, policy: WaitP
         if not gateway.object_exists(spec.s3_bucket, spec.s3_key(task.task_id)):
             raise ExportFailed(f"{name}: {vanished}, and no image was written") from None
         task = ExportTask(task_id=task.task_id, status="completed", tags=task.tags)
+    finally:
+        queue_for(gateway.region).release()
     log(f"{name}: {task.task_id} completed: s3://{spec.s3_bucket}/{spec.s3_key(task.task_id)}")
     return _state(spec, task)
+
+
+def _start(spec: ExportSpec, gateway: AwsGateway, name: str, log: Log, policy: WaitPolicy, deadline: float) -> ExportTask:
+    """ExportImage, once the region has a free slot (see slots.py)."""
+
+    def attempt() -> ExportTask:
+        return gateway.start_export(spec, str(uuid.uuid4()), {**spec.tags, **identity_tags(spec)})
+
+    def waiting(error: ExportError) -> None:
+        log(f"{name}: waiting for a free export slot ({error.code}: {error.message})")
+
+    try:
+        task = queue_for(gateway.region).start(attempt, deadline, policy.first_delay, waiting)
+    except TimeoutError:
+        raise ExportFailed(
+            f"{name}: no export slot became free in {gateway.region} within timeout_minutes "
+            f"({spec.timeout_minutes:g}); nothing was started"
+        ) from None
+    log(f"{name}: started export task {task.task_id} of {spec.image_id} to "
+        f"s3://{spec.s3_bucket}/{spec.s3_key(task.task_id)}")
+    return task
 
 
 def read_export(spec: ExportSpec, task_id: str, gateway: AwsGateway, known_tags: Mapping[str, str]) -> ExportState | None:

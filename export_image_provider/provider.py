@@ -26,6 +26,7 @@ from pulumi.dynamic import (
 )
 from pulumi.runtime.rpc import UNKNOWN
 
+from .workers import widen_provider_pool
 from .spec import REPLACE_PROPERTIES, UPDATE_PROPERTIES, ExportSpec, normalize, to_spec, validate
 
 OUTPUT_PROPERTIES = ("export_image_task_id", "status", "status_message", "progress", "s3_key", "s3_uri")
@@ -66,6 +67,8 @@ class ImageExportProvider(ResourceProvider):
         pass
 
     def configure(self, req: ConfigureRequest) -> None:
+        """Read stack config; in Pulumi's provider process, also lift its four-worker limit."""
+        widen_provider_pool()
         self.config_region = req.config.get("aws:region")
         self.config_profile = req.config.get("aws:profile")
 

@@ -37,9 +37,12 @@ EXPORT_COMPLETE: dict[str, Any] = {
         ["deleting", "failure"],
         ["active", "retry"],
     ],
-    # (progress reached, fraction of the export's duration): a validating phase
-    # at 0%, conversion up to the high 80s, then a long tail before completion.
-    "curve": [[0, 0.0], [1, 0.12], [50, 0.35], [85, 0.55], [95, 0.85], [100, 1.0]],
+    # (progress reached, fraction of the export's duration when first reached): a
+    # validating phase at 0%, uneven conversion steps up to the high 80s, then a
+    # long tail in the 90s while the image is written to S3. The shape of the
+    # emulator's curve, itself modelled on progress seen on real exports.
+    "curve": [[0, 0.0], [3, 0.12], [12, 0.17], [21, 0.21], [29, 0.30], [41, 0.34], [52, 0.41], [67, 0.45],
+              [80, 0.52], [85, 0.58], [87, 0.70], [90, 0.81], [94, 0.90], [98, 0.97], [100, 1.0]],
 }
 
 
@@ -99,30 +102,49 @@ def curve_fraction(curve: Sequence[tuple[float, float]], progress: float) -> flo
     return curve[-1][1]
 
 
-def predict_remaining(policy: WaitPolicy, first: tuple[float, int], now: tuple[float, int]) -> float | None:
-    """Seconds until completion, from two (time, progress) observations; None when unknown."""
-    (t0, p0), (t1, p1) = first, now
-    f0, f1 = curve_fraction(policy.curve, p0), curve_fraction(policy.curve, p1)
-    if t1 <= t0 or f1 <= f0:
-        return None
-    total = (t1 - t0) / (f1 - f0)
-    return max(0.0, total * (1.0 - f1))
+@dataclass
+class Forecast:
+    """Bounds on when the task will complete, narrowed by each progress step seen.
+
+    Progress moves in steps, and a step seen at one poll was reached at some
+    moment since the previous one. Through the curve, each such interval bounds
+    the export's whole duration; intersecting them bounds the end. Anchored at
+    the first observation, so an adopted task half way through works too.
+    """
+
+    start: float
+    start_fraction: float
+    low: float = 0.0
+    high: float = float("inf")
+
+    def observe(self, policy: WaitPolicy, progress: int, since: float, seen: float) -> None:
+        """``progress`` was first seen at ``seen``, and was not there at ``since``."""
+        share = curve_fraction(policy.curve, progress) - self.start_fraction
+        if share <= 0:
+            return
+        low = max(self.low, (since - self.start) / share)
+        high = min(self.high, (seen - self.start) / share)
+        if low <= high:
+            self.low, self.high = low, high
+        else:  # the task does not follow the curve: trust the newest step alone
+            self.low, self.high = (since - self.start) / share, (seen - self.start) / share
+
+    def end(self) -> tuple[float, float] | None:
+        """Earliest and latest predicted completion time, once any step was seen."""
+        if self.high == float("inf"):
+            return None
+        left = 1.0 - self.start_fraction
+        return self.start + self.low * left, self.start + self.high * left
 
 
-def next_delay(
-    policy: WaitPolicy,
-    first: tuple[float, int],
-    now: tuple[float, int],
-    rng: Callable[[], float] = random.random,
-) -> float:
-    """How long to sleep before the next poll, given the first and latest observations."""
-    remaining = predict_remaining(policy, first, now)
-    if remaining is None:
-        base = max(policy.min_delay, (now[0] - first[0]) * policy.lead)
-    elif remaining <= policy.near_window:
-        base = policy.near_delay
+def next_delay(policy: WaitPolicy, forecast: Forecast, now: float, rng: Callable[[], float] = random.random) -> float:
+    """How long to sleep before the next poll: sparse while far from the predicted end, dense near it."""
+    end = forecast.end()
+    if end is None:
+        base = max(policy.min_delay, (now - forecast.start) * policy.lead)
     else:
-        base = max(policy.near_delay, min(remaining * policy.lead, remaining - policy.near_window))
+        until = end[0] - policy.near_window - now
+        base = policy.near_delay if until <= 0 else max(policy.near_delay, min(until, (end[0] - now) * policy.lead))
     jittered = base * (1.0 - policy.jitter * rng())
     return min(policy.max_delay, max(policy.min_delay, jittered))
 
@@ -175,7 +197,7 @@ def wait_for_export(
     policy = policy or load_policy()
     start = clock()
     deadline = start + timeout_seconds
-    anchor = (start, first.progress or 0)
+    forecast = Forecast(start, curve_fraction(policy.curve, first.progress or 0))
     task = first
     delay = policy.first_delay
     while True:
@@ -187,6 +209,7 @@ def wait_for_export(
         now = clock()
         if now >= deadline:
             raise WaitTimedOut(task, timeout_seconds / 60)
+        polled = now
         sleep(min(delay, deadline - now))
         latest = describe()
         if latest is None:
@@ -195,5 +218,8 @@ def wait_for_export(
             task.status, task.progress, task.status_message
         ):
             on_change(latest)
+        now = clock()
+        if latest.progress is not None and latest.progress != task.progress:
+            forecast.observe(policy, latest.progress, polled, now)
         task = latest
-        delay = next_delay(policy, anchor, (clock(), task.progress or 0), rng)
+        delay = next_delay(policy, forecast, now, rng)

@@ -6,6 +6,7 @@ import pytest
 
 from export_image_provider.waiter import (
     EXPORT_COMPLETE,
+    Forecast,
     TaskVanished,
     WaitFailed,
     WaitPolicy,
@@ -64,7 +65,7 @@ def test_completion_is_noticed_soon_after_it_happens(duration):
     sim = SimulatedExport(duration)
     task = run(sim)
     assert task.status == "completed"
-    assert sim.now - duration <= load_policy({}).max_delay
+    assert sim.now - duration <= 10
     assert all(b - a >= load_policy({}).min_delay for a, b in zip(sim.polls, sim.polls[1:]))
 
 
@@ -97,10 +98,25 @@ def test_progress_changes_are_reported_once_each():
 
 def test_delay_is_sparse_far_from_the_end_and_dense_near_it():
     policy = load_policy({})
-    far = next_delay(policy, (0.0, 0), (600.0, 1), lambda: 0.0)
-    near = next_delay(policy, (0.0, 0), (3000.0, 99), lambda: 0.0)
-    assert far > near >= policy.min_delay
-    assert next_delay(policy, (0.0, 0), (10**6, 1), lambda: 0.0) == policy.max_delay
+    forecast = Forecast(0.0, 0.0)
+    assert next_delay(policy, forecast, 100.0, lambda: 0.0) == 50.0  # no step seen yet: back off
+    forecast.observe(policy, 52, 390.0, 410.0)  # 52% is reached at 41% of the duration
+    low, high = forecast.end()
+    assert 390 / 0.41 <= low <= high <= 410 / 0.41
+    assert next_delay(policy, forecast, 420.0, lambda: 0.0) == pytest.approx((low - 420) * policy.lead)
+    assert next_delay(policy, forecast, low - 30, lambda: 0.0) == policy.near_delay
+
+
+def test_forecast_narrows_with_each_step_and_survives_an_off_curve_task():
+    policy = load_policy({})
+    forecast = Forecast(0.0, 0.0)
+    forecast.observe(policy, 12, 100.0, 200.0)
+    wide = forecast.end()
+    forecast.observe(policy, 52, 380.0, 400.0)
+    narrow = forecast.end()
+    assert narrow[1] - narrow[0] < wide[1] - wide[0]
+    forecast.observe(policy, 98, 401.0, 402.0)  # far faster than the curve says: newest step wins
+    assert forecast.end()[1] < narrow[0]
 
 
 def test_curve_interpolates_and_ends_at_one():

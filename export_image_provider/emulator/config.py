@@ -1,0 +1,71 @@
+"""The emulator's knobs, one flat dataclass so a new fault flag is one new field.
+
+Kept apart from ``models.py`` because the control endpoint, the CLI and the
+Python API all read and write it; nothing here touches moto or HTTP.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    """Knobs of the emulator, one flat record so a new fault flag is one new field.
+
+    Values are captured by each task when it is created, so changing them
+    affects only later tasks (``max_active`` applies to later ExportImage calls).
+    """
+
+    export_seconds: float = 30.0
+    max_active: int = 5
+    deleting_seconds: float = 1.0
+    fail_at_progress: int | None = None
+    fail_message: str = "ClientError: Disk validation failed [Unsupported specified file format]"
+    expire_after_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.export_seconds < 0 or self.deleting_seconds < 0:
+            raise ValueError("durations must be >= 0")
+        if self.max_active < 0:
+            raise ValueError("max_active must be >= 0")
+        if self.fail_at_progress is not None and not 0 <= self.fail_at_progress <= 100:
+            raise ValueError("fail_at_progress must be within 0..100")
+        if self.expire_after_seconds is not None and self.expire_after_seconds < 0:
+            raise ValueError("expire_after_seconds must be >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def updated(self, changes: Mapping[str, Any]) -> EmulatorConfig:
+        """A copy with ``changes`` applied; unknown names and wrong types raise ValueError."""
+        known = {f.name: f for f in dataclasses.fields(self)}
+        clean: dict[str, Any] = {}
+        for name, value in changes.items():
+            if name not in known:
+                raise ValueError(f"unknown config field {name!r}")
+            clean[name] = _coerce(name, str(known[name].type), value)
+        return dataclasses.replace(self, **clean)
+
+
+def _coerce(name: str, type_text: str, value: Any) -> Any:
+    if value is None:
+        if "None" in type_text:
+            return None
+        raise ValueError(f"{name} may not be null")
+    if isinstance(value, bool) and "bool" not in type_text:
+        raise ValueError(f"{name} must not be a boolean")
+    for type_name, kind, accepted in (
+        ("float", float, (int, float)),
+        ("int", int, (int,)),
+        ("str", str, (str,)),
+        ("bool", bool, (bool,)),
+    ):
+        if type_text.startswith(type_name):
+            if not isinstance(value, accepted):
+                raise ValueError(f"{name} must be {type_name}")
+            return kind(value)
+    raise ValueError(f"{name}: unsupported field type {type_text}")

@@ -1,0 +1,445 @@
+"""State of emulated EC2 export-image tasks: no HTTP and no moto in here.
+
+The backend owns the task state machine, the progress curve, the limits and
+ClientToken idempotency. What it needs from the rest of the emulated account
+(is the AMI exportable, do role and bucket exist) and the one thing it does to
+it (write the exported object) go through the ``World`` protocol, implemented
+on moto in ``world.py``; tests can use a fake world and a simulated clock.
+
+Seeding AMIs through boto3 against the emulator (``seed.py`` does this):
+exportable -- ``register_image(Name=...)``; encrypted -- ``create_volume(
+Encrypted=True)``, ``create_snapshot``, then ``register_image`` with
+``BlockDeviceMappings=[{"DeviceName": ..., "Ebs": {"SnapshotId": ...}}]``, or
+``create_image`` of an instance launched with ``Ebs.Encrypted=True`` (moto drops
+both facts, so ``world.py`` records them); Marketplace -- ``run_instances``
+from an AMI with ProductCodes (moto ships ``ami-0b301ce3ce3475r4f``), then
+``create_image``, which inherits the codes as on AWS; Windows -- the same from
+an AMI with Platform ``windows``; shared from another account -- any of moto's
+default AMIs as they are.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import json
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .config import EmulatorConfig
+
+# --- Unsettled behaviour: every guess the AWS sources leave open lives here (the durations of
+# 'deleting' and of record retention are EmulatorConfig fields: deleting_seconds, expire_after_seconds).
+UNSETTLED_ERROR_CODES = {
+    "bucket_missing": "InvalidParameter",
+    "bucket_other_region": "InvalidParameter",
+    "bucket_kms": "InvalidParameter",
+    "ami_not_owned": "NotExportable",
+    "ami_export_in_progress": "IncorrectState",
+    "too_many_active": "ResourceLimitExceeded",
+    "cancel_not_cancellable": "IncorrectState",
+    "bad_next_token": "InvalidPaginationToken",
+}
+FINAL_TRANSFER_FRACTION = 0.97
+"""From this elapsed fraction on the image is 'transferring its final image' and
+CancelExportTask is refused like on a completed task."""
+FAILED_STATUS = "deleted"
+"""Failed export tasks end like failed import tasks: ``deleted`` + ``ClientError: ...``."""
+CANCELLED_STATUS_MESSAGE: str | None = None
+"""A cancelled task shows no StatusMessage while ``deleting`` and once ``deleted``."""
+
+DISK_IMAGE_FORMATS = ("VMDK", "RAW", "VHD")
+EXPORT_TASK_ID_RE = re.compile(r"^export-(ami|i)-([0-9a-z]{8}|[0-9a-z]{17})$")
+AMI_ID_RE = re.compile(r"^ami-[0-9a-z]+$")
+TASK_RESOURCE_TYPE = "export-image-task"
+MAX_TAGS = 50
+MAX_RESULTS_RANGE = (1, 500)
+
+_VALIDATING_UNTIL, _UPDATING_UNTIL = 0.08, 0.12
+_CONVERTING_STEPS: tuple[tuple[float, int], ...] = (
+    (0.12, 3), (0.17, 12), (0.21, 21), (0.30, 29), (0.34, 41), (0.41, 52), (0.45, 67),
+    (0.52, 80), (0.58, 85), (0.70, 87), (0.81, 90), (0.90, 94), (0.97, 98),
+)  # (elapsed fraction, Progress): uneven jumps, then a long tail in the 80s/90s
+
+
+def progress_at(fraction: float) -> tuple[str | None, str | None]:
+    """(StatusMessage, Progress) of an active task after ``fraction`` of its duration.
+
+    Shaped like real exports: a validating phase at "0", uneven jumps while the
+    snapshot is converted, then a long tail in the 80s/90s while the image is
+    written to S3. At ``fraction >= 1`` the task is completed and carries
+    neither field, hence ``(None, None)``.
+    """
+    if fraction >= 1:
+        return None, None
+    if fraction < _VALIDATING_UNTIL:
+        return "validating", "0"
+    if fraction < _UPDATING_UNTIL:
+        return "updating", "0"
+    progress = max(p for start, p in _CONVERTING_STEPS if start <= fraction)
+    return "converting", str(progress)
+
+
+class ExportError(Exception):
+    """An EC2 API error: the responses layer turns it into an HTTP 400 XML body."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class World(Protocol):
+    """What the export backend needs from the rest of emulated AWS (``world.py``: moto)."""
+
+    def check_exportable(self, account_id: str, region: str, request: ExportRequest) -> None:
+        """Raise ExportError if the AMI, the service role or the bucket rule the export out."""
+
+    def put_object(self, account_id: str, region: str, bucket: str, key: str, body: bytes) -> None: ...
+
+
+@dataclass
+class ExportRequest:
+    image_id: str
+    disk_image_format: str
+    s3_bucket: str
+    s3_prefix: str | None = None
+    role_name: str | None = None
+    description: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    client_token: str | None = None
+
+    def fingerprint(self) -> tuple[Any, ...]:
+        """What must match for a repeated ClientToken to return the original task."""
+        base = (self.image_id, self.disk_image_format, self.s3_bucket, self.s3_prefix or "")
+        return (*base, self.role_name or "vmimport", self.description or "", tuple(sorted(self.tags.items())))
+
+
+@dataclass
+class ExportTask:
+    """One task; ``status`` is stored, progress of an active task is derived from time."""
+
+    task_id: str
+    seq: int
+    request: ExportRequest
+    created_at: float
+    config: EmulatorConfig
+    tags: dict[str, str]
+    status: str = "active"
+    status_message: str | None = None
+    ended_at: float | None = None
+    cancelled_at: float | None = None
+
+    @property
+    def deadline(self) -> float:
+        return self.created_at + self.config.export_seconds
+
+    @property
+    def object_key(self) -> str:
+        return f"{self.request.s3_prefix or ''}{self.task_id}.{self.request.disk_image_format.lower()}"
+
+    def fraction(self, now: float) -> float:
+        if self.config.export_seconds <= 0:
+            return 1.0
+        return (now - self.created_at) / self.config.export_seconds
+
+    def record(self, now: float) -> dict[str, Any]:
+        """The DescribeExportImageTasks record: no DiskImageFormat, no RoleName."""
+        location = {"S3Bucket": self.request.s3_bucket}
+        if self.request.s3_prefix is not None:
+            location["S3Prefix"] = self.request.s3_prefix
+        out: dict[str, Any] = {
+            "ExportImageTaskId": self.task_id,
+            "ImageId": self.request.image_id,
+            "S3ExportLocation": location,
+            "Status": self.status,
+            "Tags": [{"Key": k, "Value": v} for k, v in self.tags.items()],
+        }
+        if self.request.description is not None:
+            out["Description"] = self.request.description
+        message, progress = self.status_message, None
+        if self.status == "active":
+            message, progress = progress_at(self.fraction(now))
+        if message is not None:
+            out["StatusMessage"] = message
+        if progress is not None:
+            out["Progress"] = progress
+        return out
+
+    def export_response(self, now: float) -> dict[str, Any]:
+        out = self.record(now)
+        out["DiskImageFormat"] = self.request.disk_image_format
+        out["RoleName"] = self.request.role_name or "vmimport"
+        return out
+
+
+def _placeholder_body(task: ExportTask) -> bytes:
+    magic = {"VMDK": b"KDMV", "VHD": b"conectix", "RAW": b""}[task.request.disk_image_format]
+    return magic + f"\nemulated export of {task.request.image_id} by {task.task_id}\n".encode()
+
+
+def validate_tags(tags: Mapping[str, str]) -> None:
+    for key, value in tags.items():
+        if not key:
+            raise ExportError("InvalidParameterValue", "Tag keys must not be empty")
+        if len(key) > 127:
+            raise ExportError("InvalidParameterValue", f"Tag key exceeds the maximum length of 127 characters: {key[:20]}...")
+        if len(value) > 256:
+            raise ExportError("InvalidParameterValue", f"Tag value exceeds the maximum length of 256 characters for key {key}")
+        if key.lower().startswith("aws:"):
+            raise ExportError("InvalidParameterValue", "Tag keys starting with 'aws:' are reserved for internal use")
+
+
+def _locked(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Serialise a backend operation on the registry lock (the server is threaded)."""
+
+    @functools.wraps(method)
+    def wrapper(self: ExportImageBackend, *args: Any, **kwargs: Any) -> Any:
+        with self.registry.lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+def _encode_token(seq: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"after": seq}).encode()).decode()
+
+
+def _decode_token(token: str) -> int:
+    try:
+        return int(json.loads(base64.urlsafe_b64decode(token.encode()))["after"])
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise ExportError(UNSETTLED_ERROR_CODES["bad_next_token"], "The specified pagination token is not valid") from None
+
+
+class ExportImageBackend:
+    """Export tasks of one account in one region (like one moto BackendDict entry)."""
+
+    def __init__(self, registry: ExportBackends, account_id: str, region: str):
+        self.registry = registry
+        self.account_id = account_id
+        self.region = region
+        self.tasks: dict[str, ExportTask] = {}
+        self.tokens: dict[str, ExportTask] = {}
+
+    # -- the state machine --------------------------------------------------
+    @_locked
+    def settle(self, now: float) -> None:
+        """Move every task whose next transition is due; writes completed objects."""
+        for task in list(self.tasks.values()):
+            if task.status == "active":
+                self._advance_active(task, now)
+            if task.status == "deleting" and task.cancelled_at is not None:
+                if now >= task.cancelled_at + task.config.deleting_seconds:
+                    task.status, task.ended_at = "deleted", now
+            expire = task.config.expire_after_seconds
+            if expire is not None and task.ended_at is not None and task.status in ("completed", "deleted"):
+                if now >= task.ended_at + expire:
+                    del self.tasks[task.task_id]
+
+    def _advance_active(self, task: ExportTask, now: float) -> None:
+        fraction = task.fraction(now)
+        fail_at = task.config.fail_at_progress
+        if fail_at is not None:
+            _, progress = progress_at(fraction)
+            if fraction >= 1 or int(progress or 0) >= fail_at:
+                task.status, task.status_message, task.ended_at = FAILED_STATUS, task.config.fail_message, now
+                return
+        if fraction < 1:
+            return
+        try:
+            body = _placeholder_body(task)
+            self.registry.world.put_object(self.account_id, self.region, task.request.s3_bucket, task.object_key, body)
+        except Exception as exc:  # the bucket vanished while exporting
+            task.status, task.ended_at = FAILED_STATUS, now
+            task.status_message = f"ClientError: Unable to write to S3 bucket {task.request.s3_bucket}: {exc}"
+            return
+        task.status, task.status_message, task.ended_at = "completed", None, task.deadline
+
+    # -- API operations -----------------------------------------------------
+    @_locked
+    def export_image(self, req: ExportRequest) -> dict[str, Any]:
+        now = self.registry.now()
+        self.settle(now)
+        if req.client_token is not None:
+            if len(req.client_token) > 64:
+                raise ExportError("InvalidParameterValue", "ClientToken must be at most 64 characters")
+            original = self.tokens.get(req.client_token)
+            if original is not None:
+                if original.request.fingerprint() != req.fingerprint():
+                    msg = f"The client token {req.client_token} was already used with different parameters"
+                    raise ExportError("IdempotentParameterMismatch", msg)
+                return original.export_response(now)
+        self._validate(req)
+        task_id = "export-ami-" + secrets.token_hex(9)[:17]
+        task = ExportTask(task_id, self.registry.next_seq(), req, now, self.registry.config, dict(req.tags))
+        self.tasks[task.task_id] = task
+        if req.client_token is not None:
+            self.tokens[req.client_token] = task
+        self.settle(now)
+        return task.export_response(now)
+
+    def _validate(self, req: ExportRequest) -> None:
+        codes = UNSETTLED_ERROR_CODES
+        if req.disk_image_format not in DISK_IMAGE_FORMATS:
+            msg = f"Value ({req.disk_image_format}) for parameter DiskImageFormat is invalid."
+            raise ExportError("InvalidParameterValue", f"{msg} Supported formats: {', '.join(DISK_IMAGE_FORMATS)}")
+        if req.description is not None and len(req.description) > 255:
+            raise ExportError("InvalidParameterValue", "The description must be at most 255 characters long")
+        validate_tags(req.tags)
+        if len(req.tags) > MAX_TAGS:
+            raise ExportError("TagLimitExceeded", f"A resource can have at most {MAX_TAGS} tags")
+        self.registry.world.check_exportable(self.account_id, self.region, req)
+        active = [t for t in self.tasks.values() if t.status == "active"]
+        busy = next((t for t in active if t.request.image_id == req.image_id), None)
+        if busy is not None:
+            msg = f"An export of image {req.image_id} is already in progress: {busy.task_id}"
+            raise ExportError(codes["ami_export_in_progress"], msg)
+        limit = self.registry.config.max_active
+        if len(active) >= limit:
+            msg = f"You have reached the maximum of {limit} export tasks in progress in {self.region}"
+            raise ExportError(codes["too_many_active"], msg)
+
+    def _get(self, task_id: str) -> ExportTask:
+        if not EXPORT_TASK_ID_RE.match(task_id or ""):
+            raise ExportError("InvalidExportTaskID.Malformed", f"The export task ID '{task_id}' is malformed")
+        task = self.tasks.get(task_id)
+        if task is None:
+            raise ExportError("InvalidExportTaskID.NotFound", f"The export task ID '{task_id}' does not exist")
+        return task
+
+    @_locked
+    def describe(
+        self,
+        task_ids: list[str] | None = None,
+        filters: Mapping[str, list[str]] | None = None,
+        max_results: int | None = None,
+        next_token: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        now = self.registry.now()
+        self.settle(now)
+        for name in filters or {}:
+            if name != "task-state":
+                raise ExportError("InvalidParameterValue", f"The filter '{name}' is invalid")
+        if max_results is not None and not MAX_RESULTS_RANGE[0] <= max_results <= MAX_RESULTS_RANGE[1]:
+            msg = f"Value ({max_results}) for parameter maxResults is invalid. Expecting a value between 1 and 500"
+            raise ExportError("InvalidParameterValue", msg)
+        tasks = list(self.tasks.values())
+        if task_ids:
+            wanted = {self._get(task_id).task_id for task_id in task_ids}
+            tasks = [t for t in tasks if t.task_id in wanted]
+        states = (filters or {}).get("task-state")
+        if states:
+            tasks = [t for t in tasks if t.status in states]
+        if next_token:
+            after = _decode_token(next_token)
+            tasks = [t for t in tasks if t.seq > after]
+        token = None
+        if max_results is not None and len(tasks) > max_results:
+            tasks = tasks[:max_results]
+            token = _encode_token(tasks[-1].seq)
+        return [t.record(now) for t in tasks], token
+
+    @_locked
+    def cancel(self, task_id: str) -> None:
+        now = self.registry.now()
+        self.settle(now)
+        task = self._get(task_id)
+        if task.status != "active" or task.fraction(now) >= FINAL_TRANSFER_FRACTION:
+            stage = "transferring its final image" if task.status == "active" else f"in state {task.status}"
+            msg = f"Export task {task_id} cannot be cancelled: it is {stage}"
+            raise ExportError(UNSETTLED_ERROR_CODES["cancel_not_cancellable"], msg)
+        task.status, task.status_message, task.cancelled_at = "deleting", CANCELLED_STATUS_MESSAGE, now
+        self.settle(now)
+
+    @_locked
+    def create_tags(self, task_ids: list[str], tags: Mapping[str, str]) -> None:
+        self.settle(self.registry.now())
+        validate_tags(tags)
+        tasks = [self._get(task_id) for task_id in task_ids]
+        for task in tasks:
+            if len({**task.tags, **tags}) > MAX_TAGS:
+                raise ExportError("TagLimitExceeded", f"A resource can have at most {MAX_TAGS} tags")
+        for task in tasks:
+            task.tags.update(tags)
+
+    @_locked
+    def delete_tags(self, task_ids: list[str], tags: list[dict[str, Any]] | None) -> None:
+        """EC2 semantics: no Tags deletes all; a Key alone deletes any value; Key+Value only that value."""
+        self.settle(self.registry.now())
+        tasks = [self._get(task_id) for task_id in task_ids]
+        for task in tasks:
+            if not tags:
+                task.tags.clear()
+                continue
+            for tag in tags:
+                key = tag.get("Key")
+                if key in task.tags and ("Value" not in tag or tag["Value"] == task.tags[key]):
+                    del task.tags[key]
+
+
+class ExportBackends:
+    """All export backends, keyed by account and region, sharing config, clock and lock.
+
+    ``clock`` is any zero-argument callable returning seconds (``time.monotonic``
+    by default); tests and benchmarks pass a simulated clock or call ``advance``.
+    """
+
+    def __init__(self, world: World, config: EmulatorConfig | None = None, clock: Callable[[], float] = time.monotonic):
+        self.world = world
+        self.config = config or EmulatorConfig()
+        self.clock = clock
+        self.offset = 0.0
+        self.lock = threading.RLock()
+        self._backends: dict[tuple[str, str], ExportImageBackend] = {}
+        self._seq = 0
+
+    def now(self) -> float:
+        return self.clock() + self.offset
+
+    def advance(self, seconds: float) -> float:
+        with self.lock:
+            self.offset += seconds
+            return self.offset
+
+    def next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def get(self, account_id: str, region: str) -> ExportImageBackend:
+        with self.lock:
+            key = (account_id, region)
+            if key not in self._backends:
+                self._backends[key] = ExportImageBackend(self, account_id, region)
+            return self._backends[key]
+
+    def set_config(self, changes: Mapping[str, Any]) -> EmulatorConfig:
+        with self.lock:
+            self.config = self.config.updated(changes)
+            return self.config
+
+    def settle_all(self) -> None:
+        with self.lock:
+            now = self.now()
+            for backend in list(self._backends.values()):
+                backend.settle(now)
+
+    def reset(self) -> None:
+        with self.lock:
+            self._backends.clear()
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Every task with its account and region, for debugging and tests."""
+        with self.lock:
+            now = self.now()
+            return [
+                {"AccountId": b.account_id, "Region": b.region, **t.export_response(now)}
+                for b in self._backends.values()
+                for t in b.tasks.values()
+            ]

@@ -1,0 +1,198 @@
+"""Serving: graft the export actions onto moto, wrap its WSGI app, run it in a thread.
+
+moto 5.2 has no plugin hook, so ``install`` adds methods to moto's EC2Response
+class -- and refuses loudly if moto has grown an implementation of its own, so
+an upgrade cannot silently shadow (or be shadowed by) ours. The WSGI wrapper
+settles due export tasks before every request, so an S3 HeadObject right after
+the deadline finds the object without anyone having polled, and it serves the
+``/_emulator/*`` control endpoint used by tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from moto.ec2.responses import EC2Response
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from . import responses
+from .config import EmulatorConfig
+from .models import ExportBackends
+
+CONTROL_PREFIX = "/_emulator/"
+_install_lock = threading.Lock()
+
+
+class MotoConflictError(RuntimeError):
+    """moto already implements an action this emulator wants to add."""
+
+
+def _ours(attr: Any) -> bool:
+    return bool(getattr(attr, "__export_emulator__", False))
+
+
+def check_actions_free(cls: type, names: Iterable[str] = responses.NEW_ACTIONS) -> None:
+    """Raise MotoConflictError if ``cls`` already defines any of ``names`` itself."""
+    taken = [n for n in names if hasattr(cls, n) and not _ours(getattr(cls, n))]
+    if taken:
+        raise MotoConflictError(
+            f"{cls.__name__} already defines {', '.join(taken)}; this moto version implements "
+            "export-image actions itself -- drop or adapt export_image_provider.emulator"
+        )
+
+
+def check_actions_present(cls: type, names: Iterable[str] = responses.WRAPPED_ACTIONS) -> None:
+    """Raise MotoConflictError if an action we wrap is missing from ``cls``."""
+    missing = [n for n in names if not callable(getattr(cls, n, None))]
+    if missing:
+        raise MotoConflictError(f"{cls.__name__} lacks {', '.join(missing)}; cannot wrap them")
+
+
+def install(cls: type = EC2Response) -> None:
+    """Add the export actions to moto's EC2Response and wrap the tag and image actions; idempotent."""
+    with _install_lock:
+        check_actions_free(cls)
+        check_actions_present(cls)
+        for name in responses.WRAPPED_ACTIONS:
+            current = getattr(cls, name)
+            if not _ours(current):
+                responses.ORIGINALS[name] = current
+        for name in (*responses.NEW_ACTIONS, *responses.WRAPPED_ACTIONS):
+            setattr(cls, name, getattr(responses.ExportImageResponse, name))
+
+
+class EmulatorApp:
+    """WSGI middleware: settle export tasks, serve the control endpoint, delegate to moto."""
+
+    def __init__(self, inner: Callable[..., Any], backends: ExportBackends, initial: EmulatorConfig):
+        self.inner = inner
+        self.backends = backends
+        self.initial = initial
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path.startswith(CONTROL_PREFIX):
+            return self._control(environ, start_response, path[len(CONTROL_PREFIX):].strip("/"))
+        self.backends.settle_all()
+        result = self.inner(environ, start_response)
+        if path.rstrip("/") == "/moto-api/reset" and environ.get("REQUEST_METHOD") == "POST":
+            self.backends.reset()
+        return result
+
+    def _control(self, environ: dict[str, Any], start_response: Callable[..., Any], name: str) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        try:
+            body = _read_json(environ) if method == "POST" else {}
+            status, payload = self._handle(method, name, body)
+        except (ValueError, TypeError) as exc:
+            status, payload = "400 Bad Request", {"error": str(exc)}
+        data = json.dumps(payload).encode()
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+        return [data]
+
+    def _handle(self, method: str, name: str, body: dict[str, Any]) -> tuple[str, Any]:
+        ok = "200 OK"
+        if name == "config" and method == "GET":
+            return ok, self.backends.config.to_dict()
+        if name == "config" and method == "POST":
+            return ok, self.backends.set_config(body).to_dict()
+        if name == "reset" and method == "POST":
+            self.backends.reset()
+            if body.get("config"):
+                self.backends.config = self.initial
+            return ok, {"reset": True, "config": self.backends.config.to_dict()}
+        if name == "advance" and method == "POST":
+            return ok, {"offset": self.backends.advance(float(body.get("seconds", 0)))}
+        if name == "tasks" and method == "GET":
+            self.backends.settle_all()
+            return ok, {"tasks": self.backends.snapshot()}
+        return "404 Not Found", {"error": f"no control endpoint {method} {CONTROL_PREFIX}{name}"}
+
+
+def _read_json(environ: dict[str, Any]) -> dict[str, Any]:
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    raw = environ["wsgi.input"].read(length) if length else b""
+    data = json.loads(raw or b"{}")
+    if not isinstance(data, dict):
+        raise ValueError("expected a JSON object")
+    return data
+
+
+class _QuietHandler(MotoRequestHandler):
+    def log_request(self, code: Any = "-", size: Any = "-") -> None:
+        pass
+
+
+@dataclass
+class RunningEmulator:
+    """A serving emulator: ``url`` for boto3's ``endpoint_url``; ``stop()`` when done."""
+
+    url: str
+    host: str
+    port: int
+    backends: ExportBackends
+    _server: BaseWSGIServer = field(repr=False)
+    _thread: threading.Thread = field(repr=False)
+
+    @property
+    def config(self) -> EmulatorConfig:
+        return self.backends.config
+
+    def set_config(self, **changes: Any) -> EmulatorConfig:
+        return self.backends.set_config(changes)
+
+    def reset(self) -> None:
+        self.backends.reset()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._thread.join(timeout=10)
+        self._server.server_close()
+
+    def __enter__(self) -> RunningEmulator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_emulator(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    export_seconds: float | None = None,
+    max_active: int | None = None,
+    config: EmulatorConfig | None = None,
+    clock: Callable[[], float] | None = None,
+    log_requests: bool = False,
+) -> RunningEmulator:
+    """Serve moto (EC2, S3, IAM, STS, ...) plus the export actions; port 0 picks a free port.
+
+    moto's state is process-wide, so so is the emulator's: starting a second one
+    in the same process shares tasks and config with the first.
+    """
+    install()
+    base = config or EmulatorConfig()
+    overrides = {k: v for k, v in {"export_seconds": export_seconds, "max_active": max_active}.items() if v is not None}
+    base = base.updated(overrides)
+    backends = responses.export_backends
+    with backends.lock:
+        backends.reset()
+        backends.config = base
+        backends.clock = clock or time.monotonic
+        backends.offset = 0.0
+    if not log_requests:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    app = EmulatorApp(DomainDispatcherApplication(create_backend_app), backends, base)
+    handler = MotoRequestHandler if log_requests else _QuietHandler
+    server = make_server(host, port, app, threaded=True, request_handler=handler)
+    bound_port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, name="export-image-emulator", daemon=True)
+    thread.start()
+    return RunningEmulator(f"http://{host}:{bound_port}", host, bound_port, backends, server, thread)
