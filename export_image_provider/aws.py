@@ -16,7 +16,9 @@ retries of throttling and 5xx come from botocore's ``standard`` retry mode.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +42,9 @@ _BOTOCORE_CONFIG = botocore.config.Config(
 _CLIENT_LOCK = threading.Lock()
 _CLIENTS: dict[tuple[str, str | None, str | None], Any] = {}
 _SESSIONS: dict[str | None, boto3.session.Session] = {}
+_BATCHERS: dict[tuple[str, str | None], DescribeBatcher] = {}
+_ACCOUNTS: dict[tuple[str, str | None], str] = {}
+BATCH_WINDOW = 0.05
 
 # Known prerequisites: (code, words in AWS's message) -> what the user should do.
 _HINTS: tuple[tuple[str, str, str], ...] = (
@@ -171,6 +176,57 @@ def resolve_region(region: str | None, profile: str | None) -> str:
     return found
 
 
+class DescribeBatcher:
+    """Coalesces concurrent describes of single tasks into one call.
+
+    A caller whose answer is not in yet becomes the fetcher when no fetch is in
+    flight: it waits ``window`` seconds for company, then describes every id
+    pending. Callers arriving during a fetch form the next batch.
+    """
+
+    def __init__(self, fetch: Callable[[list[str]], dict[str, ExportTask]], window: float = BATCH_WINDOW) -> None:
+        self._fetch = fetch
+        self._window = window
+        self._changed = threading.Condition()
+        self._pending: dict[str, list[Future[ExportTask | None]]] = {}
+        self._fetching = False
+        self.calls = 0
+
+    def describe(self, task_id: str) -> ExportTask | None:
+        answer: Future[ExportTask | None] = Future()
+        with self._changed:
+            self._pending.setdefault(task_id, []).append(answer)
+        while True:
+            with self._changed:
+                while self._fetching and not answer.done():
+                    self._changed.wait()
+                if answer.done():
+                    return answer.result()
+                self._fetching = True
+            try:
+                time.sleep(self._window)
+                with self._changed:
+                    batch, self._pending = self._pending, {}
+                self._answer(batch)
+            finally:
+                with self._changed:
+                    self._fetching = False
+                    self._changed.notify_all()
+
+    def _answer(self, batch: dict[str, list[Future[ExportTask | None]]]) -> None:
+        self.calls += 1
+        try:
+            found = self._fetch(list(batch))
+        except Exception as error:  # noqa: BLE001 - every caller of the batch gets it
+            for answers in batch.values():
+                for answer in answers:
+                    answer.set_exception(error)
+            return
+        for task_id, answers in batch.items():
+            for answer in answers:
+                answer.set_result(found.get(task_id))
+
+
 class AwsGateway:
     """EC2 and S3 calls for exports in one region, each translated to :class:`ExportError`."""
 
@@ -185,6 +241,19 @@ class AwsGateway:
     @property
     def s3(self) -> Any:
         return _client("s3", self.region, self.profile)
+
+    @property
+    def account_id(self) -> str:
+        """The caller's account: export buckets must belong to it, so S3 calls name it as the owner."""
+        key = (self.region, self.profile)
+        account = _ACCOUNTS.get(key)
+        if account is None:
+            try:
+                account = _client("sts", self.region, self.profile).get_caller_identity()["Account"]
+            except Exception as error:  # noqa: BLE001
+                raise translate("GetCallerIdentity", error) from error
+            _ACCOUNTS[key] = account
+        return account
 
     def start_export(self, spec: ExportSpec, client_token: str, tags: Mapping[str, str]) -> ExportTask:
         request: dict[str, Any] = {
@@ -205,8 +274,18 @@ class AwsGateway:
             raise translate("ExportImage", error) from error
 
     def describe(self, task_id: str) -> ExportTask | None:
-        """The task, or None when AWS no longer knows it."""
-        return self.describe_many([task_id]).get(task_id)
+        """The task, or None when AWS no longer knows it.
+
+        Describes of single tasks from concurrent operations (a refresh reads
+        every export at once; many creates poll at once) are answered by one
+        DescribeExportImageTasks call per batch.
+        """
+        key = (self.region, self.profile)
+        with _CLIENT_LOCK:
+            batcher = _BATCHERS.get(key)
+            if batcher is None:
+                batcher = _BATCHERS[key] = DescribeBatcher(self.describe_many)
+        return batcher.describe(task_id)
 
     def describe_many(self, task_ids: Iterable[str]) -> dict[str, ExportTask]:
         """The known tasks among ``task_ids``, by id; ids AWS does not know are left out.
@@ -289,7 +368,7 @@ class AwsGateway:
 
     def object_exists(self, bucket: str, key: str) -> bool:
         try:
-            self.s3.head_object(Bucket=bucket, Key=key)
+            self.s3.head_object(Bucket=bucket, Key=key, ExpectedBucketOwner=self.account_id)
             return True
         except botocore.exceptions.ClientError as error:
             status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
@@ -301,7 +380,7 @@ class AwsGateway:
 
     def delete_object(self, bucket: str, key: str) -> None:
         try:
-            self.s3.delete_object(Bucket=bucket, Key=key)
+            self.s3.delete_object(Bucket=bucket, Key=key, ExpectedBucketOwner=self.account_id)
         except botocore.exceptions.ClientError as error:
             if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "NoSuchBucket"):
                 return
