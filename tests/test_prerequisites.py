@@ -218,7 +218,7 @@ def test_example_program(mocks: Mocks) -> None:
     assert {role.urn, policy.urn} <= export.property_dependencies["role_name"]
     assert bucket.urn in export.property_dependencies["s3_bucket"]
     assert {bucket.urn, role.urn, policy.urn} <= export.dependencies
-    assert component.urn  # registered, with no outputs of its own in state beyond role_name/role_arn
+    assert component.urn.endswith(f"{COMPONENT_TYPE}::vmimport")
 
 
 def test_vm_import_role_several_buckets_and_custom_name(mocks: Mocks) -> None:
@@ -263,3 +263,12 @@ def test_package_does_not_import_pulumi_aws() -> None:
     code = "import sys, export_image_provider; print('pulumi_aws' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_component_policies_match_the_documented_json() -> None:
+    """VmImportRole and policies/*.json (what the README tells people to apply by hand) say the same."""
+    from export_image_provider.prerequisites import permissions_policy, trust_policy
+
+    policies = ROOT / "policies"
+    assert trust_policy() == json.loads((policies / "vmimport-trust-policy.json").read_text())
+    assert permissions_policy(["EXPORT_BUCKET"]) == json.loads((policies / "vmimport-role-policy.json").read_text())
