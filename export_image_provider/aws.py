@@ -15,6 +15,7 @@ retries of throttling and 5xx come from botocore's ``standard`` retry mode.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -45,6 +46,7 @@ _SESSIONS: dict[str | None, boto3.session.Session] = {}
 _BATCHERS: dict[tuple[str, str | None], DescribeBatcher] = {}
 _ACCOUNTS: dict[tuple[str, str | None], str] = {}
 BATCH_WINDOW = 0.05
+BATCH_WINDOW_ENV = "EXPORT_IMAGE_PROVIDER_BATCH_WINDOW"  # seconds; 0 turns batching off (benchmark baseline)
 
 # Known prerequisites: (code, words in AWS's message) -> what the user should do.
 _HINTS: tuple[tuple[str, str, str], ...] = (
@@ -280,11 +282,14 @@ class AwsGateway:
         every export at once; many creates poll at once) are answered by one
         DescribeExportImageTasks call per batch.
         """
+        window = float(os.environ.get(BATCH_WINDOW_ENV, BATCH_WINDOW))
+        if window <= 0:
+            return self.describe_many([task_id]).get(task_id)
         key = (self.region, self.profile)
         with _CLIENT_LOCK:
             batcher = _BATCHERS.get(key)
             if batcher is None:
-                batcher = _BATCHERS[key] = DescribeBatcher(self.describe_many)
+                batcher = _BATCHERS[key] = DescribeBatcher(self.describe_many, window)
         return batcher.describe(task_id)
 
     def describe_many(self, task_ids: Iterable[str]) -> dict[str, ExportTask]:

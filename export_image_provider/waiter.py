@@ -25,9 +25,10 @@ ENV_OVERRIDE = "EXPORT_IMAGE_PROVIDER_WAITER"
 
 EXPORT_COMPLETE: dict[str, Any] = {
     "first_delay": 15.0,
-    "min_delay": 5.0,
+    "min_delay": 2.0,
     "max_delay": 300.0,
     "near_delay": 8.0,
+    "near_share": 0.04,
     "near_window": 60.0,
     "lead": 0.5,
     "jitter": 0.1,
@@ -61,6 +62,7 @@ class WaitPolicy:
     min_delay: float
     max_delay: float
     near_delay: float
+    near_share: float
     near_window: float
     lead: float
     jitter: float
@@ -143,8 +145,12 @@ def next_delay(policy: WaitPolicy, forecast: Forecast, now: float, rng: Callable
     if end is None:
         base = max(policy.min_delay, (now - forecast.start) * policy.lead)
     else:
-        until = end[0] - policy.near_window - now
-        base = policy.near_delay if until <= 0 else max(policy.near_delay, min(until, (end[0] - now) * policy.lead))
+        # Near the end, poll every near_delay, or a small share of a short export's
+        # duration; "near" itself is near_window, or a fifth of a short export.
+        total = end[0] - forecast.start
+        near = min(policy.near_delay, total * policy.near_share)
+        until = end[0] - min(policy.near_window, total * 0.2) - now
+        base = near if until <= 0 else max(near, min(until, (end[0] - now) * policy.lead))
     jittered = base * (1.0 - policy.jitter * rng())
     return min(policy.max_delay, max(policy.min_delay, jittered))
 

@@ -20,12 +20,14 @@ fails when a Pulumi or grpc upgrade moves them (tests/test_workers.py).
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 PROVIDER_WORKERS = 64
+WORKERS_ENV = "EXPORT_IMAGE_PROVIDER_WORKERS"  # 4 gives Pulumi's stock pool (benchmark baseline)
 
 _DONE = False
 _LOCK = threading.Lock()
@@ -48,9 +50,10 @@ def _serving_executor() -> ThreadPoolExecutor | None:
     return None
 
 
-def widen_provider_pool(workers: int = PROVIDER_WORKERS) -> str:
+def widen_provider_pool(workers: int | None = None) -> str:
     """Raise the provider server's worker limit to ``workers``, once; returns what happened."""
     global _DONE
+    workers = workers or int(os.environ.get(WORKERS_ENV, PROVIDER_WORKERS))
     with _LOCK:
         if _DONE:
             return "already widened"

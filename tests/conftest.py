@@ -80,8 +80,28 @@ class EmulatorProcess:
         return self.control("GET", "config")
 
     def reset(self, config: bool = True) -> None:
-        """Drop all export tasks; with ``config`` also restore the start-up config."""
+        """Drop all export tasks and call counts; with ``config`` also restore the start-up config."""
         self.control("POST", "reset", {"config": config})
+
+    def calls(self) -> dict[str, int]:
+        """AWS calls served so far by ``service:Action``, e.g. ``{"ec2:DescribeExportImageTasks": 3}``."""
+        return self.control("GET", "calls")["calls"]
+
+    def call_detail(self) -> list[dict[str, Any]]:
+        """The last calls, oldest first: service, action, access_key, expected_bucket_owner, fault."""
+        return self.control("GET", "calls?detail=1")["calls"]
+
+    def fault_counts(self) -> dict[str, int]:
+        """``{"throttled": n, "errors": m}`` since the last reset of the calls."""
+        return self.control("GET", "calls")["faults"]
+
+    def reset_calls(self) -> dict[str, Any]:
+        """Forget call and fault counts; returns ``{"calls": ..., "faults": ...}`` from before."""
+        return self.control("POST", "calls", {})
+
+    def advance(self, seconds: float) -> float:
+        """Move the emulator's clock forward; returns the total offset."""
+        return self.control("POST", "advance", {"seconds": seconds})["offset"]
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
         if self.proc.poll() is None:

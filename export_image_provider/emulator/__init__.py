@@ -22,7 +22,7 @@ __all__ = [
 
 _HOMES = {
     "EmulatorConfig": "config",
-    "progress_at": "models",
+    "progress_at": "curve",
     "MotoConflictError": "server",
     "RunningEmulator": "server",
     "check_actions_free": "server",

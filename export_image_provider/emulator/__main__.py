@@ -13,12 +13,20 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from . import config as config_module
 from .config import EmulatorConfig
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     defaults = EmulatorConfig()
-    parser = argparse.ArgumentParser(prog="python -m export_image_provider.emulator", description=__doc__)
+    fields = (config_module.__doc__ or "").partition("Fields")[2]
+    parser = argparse.ArgumentParser(
+        prog="python -m export_image_provider.emulator",
+        description=__doc__,
+        epilog=f"config fields{fields}".rstrip() + "\n\nCall counts: GET /_emulator/calls[?detail=1]; "
+        "POST /_emulator/calls resets them (see server.py).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
     parser.add_argument("--export-seconds", type=float, default=defaults.export_seconds,
@@ -26,7 +34,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-active", type=int, default=defaults.max_active,
                         help="active export tasks allowed per account and region")
     parser.add_argument("--config", default=None, metavar="JSON",
-                        help='further config fields as JSON, e.g. \'{"fail_at_progress": 50}\'')
+                        help='further config fields as JSON (listed below), e.g. '
+                             '\'{"fail_at_progress": 50}\' or \'{"throttle_fraction": 0.3, "fault_seed": 7}\'')
     parser.add_argument("--log-requests", action="store_true", help="log each request to stderr")
     return parser.parse_args(argv)
 

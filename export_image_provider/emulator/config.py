@@ -2,6 +2,28 @@
 
 Kept apart from ``models.py`` because the control endpoint, the CLI and the
 Python API all read and write it; nothing here touches moto or HTTP.
+
+Fields (None is JSON null; names as in ``--config``, ``POST /_emulator/config`` and
+``start_emulator(config=...)``):
+
+Tasks -- captured by each task when it is created:
+  ``export_seconds`` (30.0): wall-clock duration of an export; 0 completes at once.
+  ``deleting_seconds`` (1.0): how long a cancelled task stays ``deleting``.
+  ``fail_at_progress`` (None, 0..100): the task ends ``deleted`` with
+  ``fail_message`` once its Progress reaches this value.
+  ``fail_message`` ("ClientError: Disk validation failed [...]"): its StatusMessage.
+  ``stall_at_progress`` (None, 0..100): the task climbs until its Progress would
+  pass this value, then stays active there for ever (cancel still works).
+  ``expire_after_seconds`` (None): ended records vanish this long after ending.
+Limits -- read at each ExportImage call:
+  ``max_active`` (5): active export tasks per account and region.
+Request faults -- read at each AWS request (never at ``/_emulator/*``):
+  ``throttle_fraction`` (0.0): share of requests answered HTTP 503
+  ``RequestLimitExceeded`` (S3: ``SlowDown``; IAM/STS: ``Throttling``).
+  ``error_fraction`` (0.0): share answered HTTP 500 ``InternalError``.
+  ``latency_seconds`` (0.0): sleep before answering every request.
+  ``fault_seed`` (None): seeds the fault dice afresh whenever the config is set
+  or reset; None draws from system randomness.
 """
 
 from __future__ import annotations
@@ -16,8 +38,9 @@ from typing import Any
 class EmulatorConfig:
     """Knobs of the emulator, one flat record so a new fault flag is one new field.
 
-    Values are captured by each task when it is created, so changing them
-    affects only later tasks (``max_active`` applies to later ExportImage calls).
+    Task values are captured by each task when it is created, so changing them
+    affects only later tasks (``max_active`` applies to later ExportImage calls,
+    the request faults to later requests). The module docstring lists the fields.
     """
 
     export_seconds: float = 30.0
@@ -26,6 +49,11 @@ class EmulatorConfig:
     fail_at_progress: int | None = None
     fail_message: str = "ClientError: Disk validation failed [Unsupported specified file format]"
     expire_after_seconds: float | None = None
+    stall_at_progress: int | None = None
+    throttle_fraction: float = 0.0
+    error_fraction: float = 0.0
+    latency_seconds: float = 0.0
+    fault_seed: int | None = None
 
     def __post_init__(self) -> None:
         if self.export_seconds < 0 or self.deleting_seconds < 0:
@@ -36,6 +64,15 @@ class EmulatorConfig:
             raise ValueError("fail_at_progress must be within 0..100")
         if self.expire_after_seconds is not None and self.expire_after_seconds < 0:
             raise ValueError("expire_after_seconds must be >= 0")
+        if self.stall_at_progress is not None and not 0 <= self.stall_at_progress <= 100:
+            raise ValueError("stall_at_progress must be within 0..100")
+        for name in ("throttle_fraction", "error_fraction"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be within 0..1")
+        if self.throttle_fraction + self.error_fraction > 1:
+            raise ValueError("throttle_fraction + error_fraction must be <= 1")
+        if self.latency_seconds < 0:
+            raise ValueError("latency_seconds must be >= 0")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

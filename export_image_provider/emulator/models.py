@@ -1,7 +1,12 @@
 """State of emulated EC2 export-image tasks: no HTTP and no moto in here.
 
-The backend owns the task state machine, the progress curve, the limits and
-ClientToken idempotency. What it needs from the rest of the emulated account
+The backend owns the task state machine, the limits and ClientToken
+idempotency; the task records are in ``task.py`` and the progress curve in
+``curve.py`` (both re-exported here). Task faults come from the config each
+task captured at creation: ``fail_at_progress`` ends it ``deleted`` with
+``fail_message`` once Progress reaches that value, ``stall_at_progress`` holds
+it active at the last Progress <= that value for ever (cancel still works), and
+``expire_after_seconds`` drops ended records. What it needs from the rest of the emulated account
 (is the AMI exportable, do role and bucket exist) and the one thing it does to
 it (write the exported object) go through the ``World`` protocol, implemented
 on moto in ``world.py``; tests can use a fake world and a simulated clock.
@@ -29,10 +34,11 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .config import EmulatorConfig
+from .curve import progress_at  # re-exported: the progress curve lives in curve.py
+from .task import ExportRequest, ExportTask, placeholder_body  # re-exported: the task records
 
 # --- Unsettled behaviour: every guess the AWS sources leave open lives here (the durations of
 # 'deleting' and of record retention are EmulatorConfig fields: deleting_seconds, expire_after_seconds).
@@ -61,31 +67,6 @@ TASK_RESOURCE_TYPE = "export-image-task"
 MAX_TAGS = 50
 MAX_RESULTS_RANGE = (1, 500)
 
-_VALIDATING_UNTIL, _UPDATING_UNTIL = 0.08, 0.12
-_CONVERTING_STEPS: tuple[tuple[float, int], ...] = (
-    (0.12, 3), (0.17, 12), (0.21, 21), (0.30, 29), (0.34, 41), (0.41, 52), (0.45, 67),
-    (0.52, 80), (0.58, 85), (0.70, 87), (0.81, 90), (0.90, 94), (0.97, 98),
-)  # (elapsed fraction, Progress): uneven jumps, then a long tail in the 80s/90s
-
-
-def progress_at(fraction: float) -> tuple[str | None, str | None]:
-    """(StatusMessage, Progress) of an active task after ``fraction`` of its duration.
-
-    Shaped like real exports: a validating phase at "0", uneven jumps while the
-    snapshot is converted, then a long tail in the 80s/90s while the image is
-    written to S3. At ``fraction >= 1`` the task is completed and carries
-    neither field, hence ``(None, None)``.
-    """
-    if fraction >= 1:
-        return None, None
-    if fraction < _VALIDATING_UNTIL:
-        return "validating", "0"
-    if fraction < _UPDATING_UNTIL:
-        return "updating", "0"
-    progress = max(p for start, p in _CONVERTING_STEPS if start <= fraction)
-    return "converting", str(progress)
-
-
 class ExportError(Exception):
     """An EC2 API error: the responses layer turns it into an HTTP 400 XML body."""
 
@@ -102,86 +83,6 @@ class World(Protocol):
         """Raise ExportError if the AMI, the service role or the bucket rule the export out."""
 
     def put_object(self, account_id: str, region: str, bucket: str, key: str, body: bytes) -> None: ...
-
-
-@dataclass
-class ExportRequest:
-    image_id: str
-    disk_image_format: str
-    s3_bucket: str
-    s3_prefix: str | None = None
-    role_name: str | None = None
-    description: str | None = None
-    tags: dict[str, str] = field(default_factory=dict)
-    client_token: str | None = None
-
-    def fingerprint(self) -> tuple[Any, ...]:
-        """What must match for a repeated ClientToken to return the original task."""
-        base = (self.image_id, self.disk_image_format, self.s3_bucket, self.s3_prefix or "")
-        return (*base, self.role_name or "vmimport", self.description or "", tuple(sorted(self.tags.items())))
-
-
-@dataclass
-class ExportTask:
-    """One task; ``status`` is stored, progress of an active task is derived from time."""
-
-    task_id: str
-    seq: int
-    request: ExportRequest
-    created_at: float
-    config: EmulatorConfig
-    tags: dict[str, str]
-    status: str = "active"
-    status_message: str | None = None
-    ended_at: float | None = None
-    cancelled_at: float | None = None
-
-    @property
-    def deadline(self) -> float:
-        return self.created_at + self.config.export_seconds
-
-    @property
-    def object_key(self) -> str:
-        return f"{self.request.s3_prefix or ''}{self.task_id}.{self.request.disk_image_format.lower()}"
-
-    def fraction(self, now: float) -> float:
-        if self.config.export_seconds <= 0:
-            return 1.0
-        return (now - self.created_at) / self.config.export_seconds
-
-    def record(self, now: float) -> dict[str, Any]:
-        """The DescribeExportImageTasks record: no DiskImageFormat, no RoleName."""
-        location = {"S3Bucket": self.request.s3_bucket}
-        if self.request.s3_prefix is not None:
-            location["S3Prefix"] = self.request.s3_prefix
-        out: dict[str, Any] = {
-            "ExportImageTaskId": self.task_id,
-            "ImageId": self.request.image_id,
-            "S3ExportLocation": location,
-            "Status": self.status,
-            "Tags": [{"Key": k, "Value": v} for k, v in self.tags.items()],
-        }
-        if self.request.description is not None:
-            out["Description"] = self.request.description
-        message, progress = self.status_message, None
-        if self.status == "active":
-            message, progress = progress_at(self.fraction(now))
-        if message is not None:
-            out["StatusMessage"] = message
-        if progress is not None:
-            out["Progress"] = progress
-        return out
-
-    def export_response(self, now: float) -> dict[str, Any]:
-        out = self.record(now)
-        out["DiskImageFormat"] = self.request.disk_image_format
-        out["RoleName"] = self.request.role_name or "vmimport"
-        return out
-
-
-def _placeholder_body(task: ExportTask) -> bytes:
-    magic = {"VMDK": b"KDMV", "VHD": b"conectix", "RAW": b""}[task.request.disk_image_format]
-    return magic + f"\nemulated export of {task.request.image_id} by {task.task_id}\n".encode()
 
 
 def validate_tags(tags: Mapping[str, str]) -> None:
@@ -254,7 +155,7 @@ class ExportImageBackend:
         if fraction < 1:
             return
         try:
-            body = _placeholder_body(task)
+            body = placeholder_body(task)
             self.registry.world.put_object(self.account_id, self.region, task.request.s3_bucket, task.object_key, body)
         except Exception as exc:  # the bucket vanished while exporting
             task.status, task.ended_at = FAILED_STATUS, now
@@ -351,7 +252,7 @@ class ExportImageBackend:
         now = self.registry.now()
         self.settle(now)
         task = self._get(task_id)
-        if task.status != "active" or task.fraction(now) >= FINAL_TRANSFER_FRACTION:
+        if task.status != "active" or (task.fraction(now) >= FINAL_TRANSFER_FRACTION and not task.stalled(now)):
             stage = "transferring its final image" if task.status == "active" else f"in state {task.status}"
             msg = f"Export task {task_id} cannot be cancelled: it is {stage}"
             raise ExportError(UNSETTLED_ERROR_CODES["cancel_not_cancellable"], msg)

@@ -6,6 +6,24 @@ an upgrade cannot silently shadow (or be shadowed by) ours. The WSGI wrapper
 settles due export tasks before every request, so an S3 HeadObject right after
 the deadline finds the object without anyone having polled, and it serves the
 ``/_emulator/*`` control endpoint used by tests and benchmarks.
+
+Every AWS request is counted (``faults.classify``) and may be delayed
+(``latency_seconds``), throttled or failed (``throttle_fraction``,
+``error_fraction``, ``fault_seed``) before moto sees it; control requests are
+neither counted nor faulted. Control endpoints (JSON in, JSON out):
+
+  GET  /_emulator/config          the config; POST merges fields into it (400 if invalid)
+  POST /_emulator/reset           drop tasks and call counts; {"config": true} also restores
+                                  the start-up config
+  POST /_emulator/advance         {"seconds": s}: move the emulator clock forward
+  GET  /_emulator/tasks           every export task with AccountId and Region
+  GET  /_emulator/calls           {"calls": {"ec2:DescribeExportImageTasks": 3, ...},
+                                   "faults": {"throttled": n, "errors": m}}
+  GET  /_emulator/calls?detail=1  the same with "calls" the last 10000 calls, oldest first:
+                                  [{"service", "action", "access_key", "expected_bucket_owner",
+                                    "fault"}, ...] (expected_bucket_owner: bool for s3, else null;
+                                  fault: "throttled", "errors" or null)
+  POST /_emulator/calls           reset the counts; answers the counts from before
 """
 
 from __future__ import annotations
@@ -17,12 +35,13 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 
 from moto.ec2.responses import EC2Response
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from . import responses
+from . import faults, responses
 from .config import EmulatorConfig
 from .models import ExportBackends
 
@@ -69,17 +88,30 @@ def install(cls: type = EC2Response) -> None:
 
 
 class EmulatorApp:
-    """WSGI middleware: settle export tasks, serve the control endpoint, delegate to moto."""
+    """WSGI middleware: count and fault AWS requests, settle export tasks, serve ``/_emulator/*``, delegate to moto."""
 
     def __init__(self, inner: Callable[..., Any], backends: ExportBackends, initial: EmulatorConfig):
         self.inner = inner
         self.backends = backends
         self.initial = initial
+        self.calls = faults.CallLog()
+        self.dice = faults.FaultDice()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path.startswith(CONTROL_PREFIX):
             return self._control(environ, start_response, path[len(CONTROL_PREFIX):].strip("/"))
+        call = faults.classify(environ)
+        if call is not None:
+            config = self.backends.config
+            fault = self.dice.roll(config)
+            self.calls.record(call, fault)
+            if config.latency_seconds > 0:
+                time.sleep(config.latency_seconds)
+            if fault is not None:
+                status, headers, body = faults.fault_response(call, fault, environ.get("REQUEST_METHOD", "GET"))
+                start_response(status, headers)
+                return [body]
         self.backends.settle_all()
         result = self.inner(environ, start_response)
         if path.rstrip("/") == "/moto-api/reset" and environ.get("REQUEST_METHOD") == "POST":
@@ -90,29 +122,41 @@ class EmulatorApp:
         method = environ.get("REQUEST_METHOD", "GET")
         try:
             body = _read_json(environ) if method == "POST" else {}
-            status, payload = self._handle(method, name, body)
+            query = parse_qs(environ.get("QUERY_STRING", ""))
+            status, payload = self._handle(method, name, body, query)
         except (ValueError, TypeError) as exc:
             status, payload = "400 Bad Request", {"error": str(exc)}
         data = json.dumps(payload).encode()
         start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
         return [data]
 
-    def _handle(self, method: str, name: str, body: dict[str, Any]) -> tuple[str, Any]:
+    def reset(self, config: bool = False) -> None:
+        """Drop tasks, call counts and the fault dice; with ``config`` restore the start-up config."""
+        self.backends.reset()
+        self.calls.reset()
+        self.dice.reset()
+        if config:
+            self.backends.config = self.initial
+
+    def _handle(self, method: str, name: str, body: dict[str, Any], query: dict[str, list[str]]) -> tuple[str, Any]:
         ok = "200 OK"
         if name == "config" and method == "GET":
             return ok, self.backends.config.to_dict()
         if name == "config" and method == "POST":
             return ok, self.backends.set_config(body).to_dict()
         if name == "reset" and method == "POST":
-            self.backends.reset()
-            if body.get("config"):
-                self.backends.config = self.initial
+            self.reset(config=bool(body.get("config")))
             return ok, {"reset": True, "config": self.backends.config.to_dict()}
         if name == "advance" and method == "POST":
             return ok, {"offset": self.backends.advance(float(body.get("seconds", 0)))}
         if name == "tasks" and method == "GET":
             self.backends.settle_all()
             return ok, {"tasks": self.backends.snapshot()}
+        if name == "calls" and method == "GET":
+            detail = (query.get("detail") or ["0"])[0].lower() not in ("", "0", "false", "no")
+            return ok, self.calls.snapshot(detail=detail)
+        if name == "calls" and method == "POST":
+            return ok, self.calls.reset()
         return "404 Not Found", {"error": f"no control endpoint {method} {CONTROL_PREFIX}{name}"}
 
 
@@ -140,6 +184,7 @@ class RunningEmulator:
     backends: ExportBackends
     _server: BaseWSGIServer = field(repr=False)
     _thread: threading.Thread = field(repr=False)
+    app: EmulatorApp | None = field(default=None, repr=False)
 
     @property
     def config(self) -> EmulatorConfig:
@@ -149,7 +194,19 @@ class RunningEmulator:
         return self.backends.set_config(changes)
 
     def reset(self) -> None:
-        self.backends.reset()
+        """Drop export tasks and call counts (the config stays)."""
+        if self.app is not None:
+            self.app.reset()
+        else:
+            self.backends.reset()
+
+    def calls(self, detail: bool = False) -> dict[str, Any]:
+        """Like ``GET /_emulator/calls``: {"calls": counts or detail list, "faults": {...}}."""
+        return self.app.calls.snapshot(detail) if self.app is not None else {"calls": {}, "faults": {}}
+
+    def reset_calls(self) -> dict[str, Any]:
+        """Like ``POST /_emulator/calls``: forget the counts, return them from before."""
+        return self.app.calls.reset() if self.app is not None else {"calls": {}, "faults": {}}
 
     def stop(self) -> None:
         self._server.shutdown()
@@ -195,4 +252,4 @@ def start_emulator(
     bound_port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, name="export-image-emulator", daemon=True)
     thread.start()
-    return RunningEmulator(f"http://{host}:{bound_port}", host, bound_port, backends, server, thread)
+    return RunningEmulator(f"http://{host}:{bound_port}", host, bound_port, backends, server, thread, app)
