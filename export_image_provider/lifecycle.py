@@ -96,8 +96,10 @@ def create_export(spec: ExportSpec, gateway: AwsGateway, log: Log, policy: WaitP
     name = spec.resource_key.rsplit("/", 1)[-1] if spec.resource_key else spec.image_id
     policy = policy or load_policy()
     deadline = time.monotonic() + spec.timeout_minutes * 60
-    task = find_resumable(spec, gateway)
-    if task is not None:
+    if spec.existing_task_id:
+        task = adopt(spec, gateway)
+        log(f"{name}: adopted export task {task.task_id} ({task.status})")
+    elif (task := find_resumable(spec, gateway)) is not None:
         log(f"{name}: resuming export task {task.task_id} ({task.status})")
     else:
         task = _start(spec, gateway, name, log, policy, deadline)
@@ -125,6 +127,36 @@ def create_export(spec: ExportSpec, gateway: AwsGateway, log: Log, policy: WaitP
         queue_for(gateway.region).release()
     log(f"{name}: {task.task_id} completed: s3://{spec.s3_bucket}/{spec.s3_key(task.task_id)}")
     return _state(spec, task)
+
+
+def adopt(spec: ExportSpec, gateway: AwsGateway) -> ExportTask:
+    """Bring a task started outside Pulumi under management, if it is what the inputs describe.
+
+    AWS's task record has no format or role, so those are checked only through
+    the object of a completed task (its key ends in the format's extension).
+    The task then gets the program's tags and the provider's identity tags.
+    """
+    task_id = spec.existing_task_id or ""
+    task = gateway.describe(task_id)
+    if task is None:
+        raise ExportFailed(f"existing_task_id: export task {task_id} is not known in {gateway.region}: "
+                           "check the id and the region")
+    if task.status not in ("active", "completed"):
+        raise ExportFailed(f"existing_task_id: export task {task_id} is {task.status} "
+                           f"({task.status_message or 'no message'}) and cannot be adopted: drop existing_task_id")
+    theirs = {"image_id": task.image_id, "s3_bucket": task.s3_bucket, "s3_prefix": task.s3_prefix or "",
+              "description": task.description}
+    for name, value in theirs.items():
+        if value != getattr(spec, name):
+            raise ExportFailed(f"existing_task_id: export task {task_id} has {name}={value!r} but the {name} "
+                               f"argument is {getattr(spec, name)!r}: set {name} to the task's, or drop existing_task_id")
+    key = spec.s3_key(task_id)
+    if task.status == "completed" and not gateway.object_exists(spec.s3_bucket, key):
+        raise ExportFailed(f"existing_task_id: export task {task_id} completed, but s3://{spec.s3_bucket}/{key} "
+                           "does not exist: check disk_image_format, or the image was deleted")
+    update_tags(task_id, user_tags(task.tags), spec.tags, gateway)
+    gateway.set_tags(task_id, identity_tags(spec))
+    return task
 
 
 def _start(spec: ExportSpec, gateway: AwsGateway, name: str, log: Log, policy: WaitPolicy, deadline: float) -> ExportTask:

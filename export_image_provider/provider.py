@@ -31,7 +31,7 @@ from .spec import REPLACE_PROPERTIES, UPDATE_PROPERTIES, ExportSpec, normalize, 
 
 OUTPUT_PROPERTIES = ("export_image_task_id", "status", "status_message", "progress", "s3_key", "s3_uri")
 # Inputs that change only how the provider behaves, never the task: updated in place without AWS calls.
-BEHAVIOUR_PROPERTIES = ("wait_for_completion", "timeout_minutes")
+BEHAVIOUR_PROPERTIES = ("wait_for_completion", "timeout_minutes", "existing_task_id")
 
 
 def _is_unknown(value: Any) -> bool:

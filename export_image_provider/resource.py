@@ -31,6 +31,7 @@ class ImageExportArgs:
     region: Optional[pulumi.Input[str]] = None
     wait_for_completion: Optional[pulumi.Input[bool]] = None
     timeout_minutes: Optional[pulumi.Input[float]] = None
+    existing_task_id: Optional[pulumi.Input[str]] = None
 
 
 class ImageExport(pulumi.dynamic.Resource, module="export_image_provider", name="ImageExport"):
@@ -51,6 +52,7 @@ class ImageExport(pulumi.dynamic.Resource, module="export_image_provider", name=
     region: pulumi.Output[str]
     wait_for_completion: pulumi.Output[bool]
     timeout_minutes: pulumi.Output[float]
+    existing_task_id: pulumi.Output[Optional[str]]
     export_image_task_id: pulumi.Output[str]
     status: pulumi.Output[str]
     status_message: pulumi.Output[Optional[str]]

@@ -39,6 +39,7 @@ _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _IP_ADDRESS = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
 _ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
+_TASK_ID = re.compile(r"^export-ami-[0-9a-z]{17}$")
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class ExportSpec:
     region: str | None = None
     wait_for_completion: bool = True
     timeout_minutes: float = DEFAULT_TIMEOUT_MINUTES
+    existing_task_id: str | None = None
     resource_key: str | None = None
 
     @property
@@ -136,6 +138,7 @@ def to_spec(props: Mapping[str, Any]) -> ExportSpec:
         region=props.get("region"),
         wait_for_completion=bool(props["wait_for_completion"]),
         timeout_minutes=float(props["timeout_minutes"]),
+        existing_task_id=props.get("existing_task_id") or None,
         resource_key=props.get("resource_key"),
     )
 
@@ -260,6 +263,14 @@ def _timeout_minutes(value: Any, _u: Callable[[Any], bool]) -> str | None:
     return None
 
 
+def _existing_task_id(value: Any, _u: Callable[[Any], bool]) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not _TASK_ID.match(value):
+        return f"{value!r} is not an export-image task id like export-ami-0123456789abcdef0"
+    return None
+
+
 _RULES: tuple[tuple[str, Callable[[Any, Callable[[Any], bool]], str | None]], ...] = (
     ("image_id", _image_id),
     ("disk_image_format", _disk_image_format),
@@ -271,4 +282,5 @@ _RULES: tuple[tuple[str, Callable[[Any, Callable[[Any], bool]], str | None]], ..
     ("region", _region),
     ("wait_for_completion", _wait_for_completion),
     ("timeout_minutes", _timeout_minutes),
+    ("existing_task_id", _existing_task_id),
 )

@@ -273,3 +273,42 @@ def test_provider_pickles_without_state_and_works_after_a_round_trip(world, emul
     restored = dill.loads(raw)
     assert type(restored) is ImageExportProvider and vars(restored) == {}
     assert restored.create(props(world)).outs["status"] == "completed"
+
+
+def _start_outside_pulumi(emulator, world, **changes):
+    request = {"ImageId": world["image_id"], "DiskImageFormat": "VMDK",
+               "S3ExportLocation": {"S3Bucket": world["bucket"], "S3Prefix": "exports/"}}
+    request.update(changes)
+    return emulator.client("ec2").export_image(**request)["ExportImageTaskId"]
+
+
+def test_existing_task_is_adopted_without_starting_another(world, emulator, provider):
+    emulator.set_config(export_seconds=1.5)
+    task_id = _start_outside_pulumi(emulator, world)
+    created = provider.create(props(world, existing_task_id=task_id, tags={"owner": "pulumi"}))
+    assert created.id == task_id and created.outs["status"] == "completed"
+    [task] = tasks(emulator)
+    tags = {t["Key"]: t["Value"] for t in task["Tags"]}
+    assert tags["owner"] == "pulumi" and RESOURCE_TAG in tags
+    assert provider.diff(task_id, created.outs, {**created.outs, "existing_task_id": None}).replaces == []
+
+
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"image_id": "ami-0123456789abcdef0"}, "has image_id="),
+        ({"s3_prefix": "other/"}, "has s3_prefix='exports/' but the s3_prefix argument is 'other/'"),
+        ({"disk_image_format": "RAW"}, "check disk_image_format"),
+    ],
+)
+def test_existing_task_that_does_not_match_the_inputs_is_refused(world, emulator, provider, changes, words):
+    emulator.set_config(export_seconds=0)
+    task_id = _start_outside_pulumi(emulator, world)
+    with pytest.raises(Exception, match=words.replace("(", r"\(")):
+        provider.create(props(world, existing_task_id=task_id, **changes))
+    assert len(tasks(emulator)) == 1
+
+
+def test_unknown_existing_task_is_refused(world, provider):
+    with pytest.raises(Exception, match="existing_task_id: export task export-ami-0123456789abcdef0 is not known"):
+        provider.create(props(world, existing_task_id="export-ami-0123456789abcdef0"))

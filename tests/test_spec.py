@@ -56,6 +56,7 @@ def test_valid_input_is_normalised_with_defaults():
         ({"timeout_minutes": 0}, "timeout_minutes", "positive"),
         ({"timeout_minutes": -5}, "timeout_minutes", "positive"),
         ({"timeout_minutes": "soon"}, "timeout_minutes", "number of minutes"),
+        ({"existing_task_id": "ami-0123456789abcdef0"}, "existing_task_id", "not an export-image task id"),
     ],
 )
 def test_each_invalid_input_names_the_argument_and_the_fix(changes, prop, words):
