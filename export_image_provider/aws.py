@@ -6,7 +6,7 @@ the operation, the AWS code, AWS's message and, for the known prerequisites, wha
 to do about it.
 
 Clients are created inside the provider process, never held by the pickled
-provider object, and cached per (service, region, profile) behind a lock: boto3's
+provider object, and cached per (service, region, credentials source) behind a lock: boto3's
 session is not safe for creating clients from several threads at once (boto3
 issue 1592), while the clients themselves are. Endpoints come from boto3's own
 ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_EC2`` / ``AWS_ENDPOINT_URL_S3`` support;
@@ -41,10 +41,10 @@ _BOTOCORE_CONFIG = botocore.config.Config(
 )
 
 _CLIENT_LOCK = threading.Lock()
-_CLIENTS: dict[tuple[str, str | None, str | None], Any] = {}
-_SESSIONS: dict[str | None, boto3.session.Session] = {}
-_BATCHERS: dict[tuple[str, str | None], DescribeBatcher] = {}
-_ACCOUNTS: dict[tuple[str, str | None], str] = {}
+_CLIENTS: dict[tuple[str, str | None, AwsAuth], Any] = {}
+_SESSIONS: dict[AwsAuth, boto3.session.Session] = {}
+_BATCHERS: dict[tuple[str, AwsAuth], DescribeBatcher] = {}
+_ACCOUNTS: dict[tuple[str, AwsAuth], str] = {}
 BATCH_WINDOW = 0.05
 BATCH_WINDOW_ENV = "EXPORT_IMAGE_PROVIDER_BATCH_WINDOW"  # seconds; 0 turns batching off (benchmark baseline)
 
@@ -142,15 +142,42 @@ def _hint(code: str, message: str) -> str | None:
     return None
 
 
-def _session(profile: str | None) -> boto3.session.Session:
-    session = _SESSIONS.get(profile)
+@dataclass(frozen=True)
+class AwsAuth:
+    """Where credentials come from: a profile, or keys from stack config; None fields mean boto3's chain.
+
+    Lives only in the provider process (the provider pickles to nothing), and
+    its repr never shows a key.
+    """
+
+    profile: str | None = None
+    access_key: str | None = field(default=None, repr=False)
+    secret_key: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+
+
+Profile = AwsAuth | str | None
+
+
+def _auth(profile: Profile) -> AwsAuth:
+    return profile if isinstance(profile, AwsAuth) else AwsAuth(profile=profile)
+
+
+def _session(profile: Profile) -> boto3.session.Session:
+    auth = _auth(profile)
+    session = _SESSIONS.get(auth)
     if session is None:
-        session = _SESSIONS[profile] = boto3.session.Session(profile_name=profile)
+        session = _SESSIONS[auth] = boto3.session.Session(
+            profile_name=auth.profile,
+            aws_access_key_id=auth.access_key,
+            aws_secret_access_key=auth.secret_key,
+            aws_session_token=auth.token,
+        )
     return session
 
 
-def _client(service: str, region: str | None, profile: str | None) -> Any:
-    key = (service, region, profile)
+def _client(service: str, region: str | None, profile: Profile) -> Any:
+    key = (service, region, _auth(profile))
     client = _CLIENTS.get(key)
     if client is None:
         with _CLIENT_LOCK:
@@ -164,7 +191,7 @@ def _client(service: str, region: str | None, profile: str | None) -> Any:
     return client
 
 
-def resolve_region(region: str | None, profile: str | None) -> str:
+def resolve_region(region: str | None, profile: Profile) -> str:
     """The region an export runs in: the argument, else the profile/environment default."""
     if region:
         return region
@@ -232,9 +259,9 @@ class DescribeBatcher:
 class AwsGateway:
     """EC2 and S3 calls for exports in one region, each translated to :class:`ExportError`."""
 
-    def __init__(self, region: str, profile: str | None = None) -> None:
+    def __init__(self, region: str, profile: Profile = None) -> None:
         self.region = region
-        self.profile = profile
+        self.profile = _auth(profile)
 
     @property
     def ec2(self) -> Any:

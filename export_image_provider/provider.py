@@ -70,10 +70,17 @@ class ImageExportProvider(ResourceProvider):
         """Read stack config; in Pulumi's provider process, also lift its four-worker limit."""
         widen_provider_pool()
         self.config_region = req.config.get("aws:region")
-        self.config_profile = req.config.get("aws:profile")
+        self.config_auth = (
+            req.config.get("aws:profile"),
+            req.config.get("aws:accessKey"),
+            req.config.get("aws:secretKey"),
+            req.config.get("aws:token"),
+        )
 
-    def _profile(self) -> str | None:
-        return getattr(self, "config_profile", None)
+    def _profile(self) -> Any:
+        from .aws import AwsAuth
+
+        return AwsAuth(*getattr(self, "config_auth", ()))
 
     def _default_region(self) -> str | None:
         """The region a resource without ``region`` uses, when known without boto3."""
