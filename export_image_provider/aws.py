@@ -45,7 +45,7 @@ _CLIENTS: dict[tuple[str, str | None, AwsAuth], Any] = {}
 _SESSIONS: dict[AwsAuth, boto3.session.Session] = {}
 _BATCHERS: dict[tuple[str, AwsAuth], DescribeBatcher] = {}
 _ACCOUNTS: dict[tuple[str, AwsAuth], str] = {}
-BATCH_WINDOW = 0.05
+BATCH_WINDOW = 0.2
 BATCH_WINDOW_ENV = "EXPORT_IMAGE_PROVIDER_BATCH_WINDOW"  # seconds; 0 turns batching off (benchmark baseline)
 
 # Known prerequisites: (code, words in AWS's message) -> what the user should do.

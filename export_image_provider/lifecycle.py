@@ -165,8 +165,8 @@ def _start(spec: ExportSpec, gateway: AwsGateway, name: str, log: Log, policy: W
     def attempt() -> ExportTask:
         return gateway.start_export(spec, str(uuid.uuid4()), {**spec.tags, **identity_tags(spec)})
 
-    def waiting(error: ExportError) -> None:
-        log(f"{name}: waiting for a free export slot ({error.code}: {error.message})")
+    def waiting(reason: str) -> None:
+        log(f"{name}: waiting for a free export slot ({reason})")
 
     try:
         task = queue_for(gateway.region).start(attempt, deadline, policy.first_delay, waiting)

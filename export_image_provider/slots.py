@@ -44,15 +44,18 @@ class SlotQueue:
         attempt: Callable[[], T],
         deadline: float,
         retry_delay: float,
-        on_wait: Callable[[ExportError], None],
+        on_wait: Callable[[str], None],
         clock: Callable[[], float] = time.monotonic,
     ) -> T:
         """``attempt()`` now, or when a slot frees, in arrival order; ExportError on other failures."""
         ticket = object()
         with self._changed:
             self._waiting.append(ticket)
+            ahead = len(self._waiting) - 1
         try:
-            waited = False
+            waited = ahead > 0
+            if waited:
+                on_wait(f"{ahead} earlier export(s) of this stack waiting")
             while True:
                 with self._changed:
                     while self._waiting[0] is not ticket:
@@ -65,7 +68,7 @@ class SlotQueue:
                     if not is_slot_error(error):
                         raise
                     if not waited:
-                        on_wait(error)
+                        on_wait(f"{error.code}: {error.message}")
                         waited = True
                 if clock() + retry_delay >= deadline:
                     raise TimeoutError("no export slot became free before the timeout")

@@ -1,0 +1,125 @@
+"""Polling cost and lag: the provider's waiter against a 30-second shell loop.
+
+Both wait for the same emulated export over real HTTP (boto3 to the emulator);
+what differs is when they poll. For the hour-long cases the emulator and the
+waiters share a simulated clock, so a 4-hour export takes a second; the
+60-second case runs on the wall clock. Lag is the time from the task's
+completion to the waiter noticing it; calls are DescribeExportImageTasks calls.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from export_image_provider.aws import AwsGateway, ExportTask
+from export_image_provider.emulator import start_emulator
+from export_image_provider.emulator.seed import seed
+from export_image_provider.spec import to_spec
+from export_image_provider.waiter import load_policy, wait_for_export
+
+SHELL_LOOP_SECONDS = 30.0
+
+
+class SimulatedClock:
+    """Time that passes only when someone sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.now += seconds
+
+
+@dataclass
+class Result:
+    calls: int
+    lag: float
+
+
+def shell_loop(describe: Callable[[], ExportTask | None], first: ExportTask, clock: Callable[[], float],
+               sleep: Callable[[float], None]) -> ExportTask:
+    """What people run today: ``while not completed: sleep 30; describe``."""
+    task = first
+    while task.status == "active":
+        sleep(SHELL_LOOP_SECONDS)
+        task = describe() or task
+    return task
+
+
+def _one(emulator, world, duration: float, clock: Callable[[], float], sleep: Callable[[float], None],
+         waiter: str, image_id: str) -> Result:
+    emulator.set_config(export_seconds=duration, max_active=50)
+    gateway = AwsGateway("us-east-1")
+    spec = to_spec({"image_id": image_id, "disk_image_format": "VMDK", "s3_bucket": world["bucket"]})
+    first = gateway.start_export(spec, f"bench-{time.time_ns()}", {})
+    calls = 0
+
+    def describe() -> ExportTask | None:
+        nonlocal calls
+        calls += 1
+        return gateway.describe_many([first.task_id]).get(first.task_id)
+
+    if waiter == "provider":
+        task = wait_for_export(describe, first, 10 * duration + 600, load_policy({}), None, clock, sleep)
+    else:
+        task = shell_loop(describe, first, clock, sleep)
+    assert task.status == "completed", task
+    record = next(t for b in emulator.backends._backends.values() for t in b.tasks.values()
+                  if t.task_id == first.task_id)
+    return Result(calls, clock() - record.deadline)
+
+
+def measure(durations_simulated: tuple[float, ...] = (3600.0, 4 * 3600.0), live: float = 60.0,
+            repeats: int = 3) -> list[dict[str, object]]:
+    """Rows of (duration, waiter, calls per hour, worst lag) for the polling table."""
+    rows: list[dict[str, object]] = []
+    saved = dict(os.environ)
+    clock = SimulatedClock()
+    emulator = start_emulator(clock=clock)
+    try:
+        os.environ.update(AWS_ENDPOINT_URL=emulator.url, AWS_ACCESS_KEY_ID="testing",
+                          AWS_SECRET_ACCESS_KEY="testing", AWS_REGION="us-east-1")
+        world = seed(emulator.url)
+        ec2 = AwsGateway("us-east-1").ec2
+        images = [ec2.register_image(Name=f"poll-{i}", Architecture="x86_64", RootDeviceName="/dev/xvda",
+                                     VirtualizationType="hvm")["ImageId"] for i in range(2 * repeats * 3)]
+        cases = [(d, clock, clock.sleep) for d in durations_simulated]
+        cases.insert(0, (live, None, None))
+        for duration, case_clock, case_sleep in cases:
+            # Real durations are not multiples of the shell loop's 30 s: each repeat adds
+            # the same pseudo-random part of a period for both waiters.
+            extras = [random.Random(f"{duration}/{i}").uniform(0, SHELL_LOOP_SECONDS) for i in range(repeats)]
+            for waiter in ("provider", "shell loop"):
+                results = []
+                for extra in extras if case_clock else [0.0]:
+                    if case_clock is None:
+                        emulator.backends.clock = time.monotonic
+                        emulator.backends.offset = 0.0
+                        results.append(_one(emulator, world, duration, time.monotonic, time.sleep, waiter, images.pop()))
+                    else:
+                        emulator.backends.clock = clock
+                        results.append(_one(emulator, world, duration + extra, clock, clock.sleep, waiter, images.pop()))
+                rows.append({
+                    "duration_s": duration,
+                    "clock": "wall" if case_clock is None else "simulated",
+                    "waiter": waiter,
+                    "describe_calls": max(r.calls for r in results),
+                    "calls_per_hour": max(r.calls for r in results) * 3600 / duration,
+                    "worst_lag_s": max(r.lag for r in results),
+                    "mean_lag_s": sum(r.lag for r in results) / len(results),
+                })
+    finally:
+        emulator.stop()
+        os.environ.clear()
+        os.environ.update(saved)
+    return rows
