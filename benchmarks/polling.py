@@ -79,7 +79,7 @@ def _one(emulator, world, duration: float, clock: Callable[[], float], sleep: Ca
     return Result(calls, clock() - record.deadline)
 
 
-def measure(durations_simulated: tuple[float, ...] = (3600.0, 4 * 3600.0), live: float = 60.0,
+def measure(durations_simulated: tuple[float, ...] = (300.0, 900.0, 3600.0, 4 * 3600.0), live: float = 60.0,
             repeats: int = 3) -> list[dict[str, object]]:
     """Rows of (duration, waiter, calls per hour, worst lag) for the polling table."""
     rows: list[dict[str, object]] = []

@@ -117,7 +117,7 @@ def polling_rows(_bench: Bench) -> list[dict[str, Any]]:
     for duration in sorted({r["duration_s"] for r in rows}):
         ours = next(r for r in rows if r["duration_s"] == duration and r["waiter"] == "provider")
         loop = next(r for r in rows if r["duration_s"] == duration and r["waiter"] == "shell loop")
-        label = f"{duration / 3600:g} h" if duration >= 3600 else f"{duration:g} s"
+        label = f"{duration / 3600:g} h" if duration >= 3600 else f"{duration / 60:g} min"
         out.append({
             "measure": f"polling {label} ({ours['clock']} clock): describes/hour, worst lag",
             "figure": f"{ours['calls_per_hour']:.0f}/h, {ours['worst_lag_s']:.1f}s",

@@ -29,7 +29,7 @@ EXPORT_COMPLETE: dict[str, Any] = {
     "max_delay": 300.0,
     "near_delay": 8.0,
     "near_share": 0.04,
-    "near_window": 60.0,
+    "near_window": 30.0,
     "lead": 0.5,
     "jitter": 0.1,
     "acceptors": [
@@ -143,13 +143,13 @@ def next_delay(policy: WaitPolicy, forecast: Forecast, now: float, rng: Callable
     """How long to sleep before the next poll: sparse while far from the predicted end, dense near it."""
     end = forecast.end()
     if end is None:
-        base = max(policy.min_delay, (now - forecast.start) * policy.lead)
+        base = max(policy.min_delay, now - forecast.start)  # no step seen yet: double the wait
     else:
         # Near the end, poll every near_delay, or a small share of a short export's
         # duration; "near" itself is near_window, or a fifth of a short export.
         total = end[0] - forecast.start
         near = min(policy.near_delay, total * policy.near_share)
-        until = end[0] - min(policy.near_window, total * 0.2) - now
+        until = end[0] - min(policy.near_window, total * policy.near_share * 5) - now
         base = near if until <= 0 else max(near, min(until, (end[0] - now) * policy.lead))
     jittered = base * (1.0 - policy.jitter * rng())
     return min(policy.max_delay, max(policy.min_delay, jittered))

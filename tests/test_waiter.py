@@ -99,7 +99,7 @@ def test_progress_changes_are_reported_once_each():
 def test_delay_is_sparse_far_from_the_end_and_dense_near_it():
     policy = load_policy({})
     forecast = Forecast(0.0, 0.0)
-    assert next_delay(policy, forecast, 100.0, lambda: 0.0) == 50.0  # no step seen yet: back off
+    assert next_delay(policy, forecast, 100.0, lambda: 0.0) == 100.0  # no step seen yet: double the wait
     forecast.observe(policy, 52, 390.0, 410.0)  # 52% is reached at 41% of the duration
     low, high = forecast.end()
     assert 390 / 0.41 <= low <= high <= 410 / 0.41
