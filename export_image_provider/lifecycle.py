@@ -107,6 +107,8 @@ def create_export(spec: ExportSpec, gateway: AwsGateway, log: Log, policy: WaitP
         return _state(spec, task)
 
     def report(latest: ExportTask) -> None:
+        if latest.status == "completed":
+            return  # said once below, with the image's location
         progress = f"{latest.progress}%" if latest.progress is not None else ""
         message = latest.status_message or ""
         log(f"{name}: {latest.task_id} {latest.status} {progress} {message}".rstrip())
