@@ -52,11 +52,15 @@ BATCH_WINDOW_ENV = "EXPORT_IMAGE_PROVIDER_BATCH_WINDOW"  # seconds; 0 turns batc
 _HINTS: tuple[tuple[str, str, str], ...] = (
     ("InvalidParameter", "service role", "create the service role as the README's 'IAM' section shows "
      "(trusted by vmie.amazonaws.com), or set role_name to one that exists"),
+    ("InvalidParameter", "kms", "VM Import/Export cannot write to a bucket whose default encryption is SSE-KMS: "
+     "use a bucket with SSE-S3 (AES256) default encryption, or fix s3_bucket"),
     ("InvalidParameter", "bucket", "create the bucket in the export's region first, or fix s3_bucket"),
     ("InvalidParameter", "encrypted", "AMIs with encrypted EBS snapshots cannot be exported: "
      "copy the AMI without encryption (ec2 copy-image) and export the copy"),
+    ("NotExportable", "another account", "only AMIs owned by the caller's account can be exported: "
+     "copy the AMI into this account (ec2 copy-image) and export the copy, or fix image_id"),
     ("NotExportable", "", "AMIs with Marketplace or AWS-provided third-party software (such as Windows) "
-     "cannot be exported"),
+     "cannot be exported: export an AMI built without it, or fix image_id"),
     ("InvalidAMIID.NotFound", "", "check image_id, and that the AMI lives in the export's region"),
     ("InvalidAMIID.Malformed", "", "check image_id: it looks like ami-0123456789abcdef0"),
     ("ResourceLimitExceeded", "", "the region's limit of concurrent export tasks is reached: "

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from pulumi.dynamic import (
@@ -40,6 +41,18 @@ def _is_unknown(value: Any) -> bool:
 
 def _log(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
+
+
+@contextmanager
+def _one_line() -> Iterator[None]:
+    """Let an AWS or lifecycle failure leave as its one readable line, without botocore's chained traceback."""
+    from .aws import ExportError
+    from .lifecycle import ExportFailed
+
+    try:
+        yield
+    except (ExportFailed, ExportError) as failure:
+        raise Exception(str(failure)) from None
 
 
 def _comparable(name: str, value: Any) -> Any:
@@ -123,22 +136,21 @@ class ImageExportProvider(ResourceProvider):
         )
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        from .lifecycle import ExportFailed, create_export
+        from .lifecycle import create_export
 
         spec = to_spec(props)
-        gateway = self._gateway(spec.region)
-        try:
+        with _one_line():
+            gateway = self._gateway(spec.region)
             state = create_export(spec, gateway, _log)
-        except ExportFailed as failure:
-            raise Exception(str(failure)) from None
         return CreateResult(state.task_id, self._outputs(props, spec, gateway.region, state))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         from .lifecycle import read_export
 
         spec = to_spec(props)
-        gateway = self._gateway(props.get("region"))
-        state = read_export(spec, id_, gateway, props.get("tags") or {})
+        with _one_line():
+            gateway = self._gateway(props.get("region"))
+            state = read_export(spec, id_, gateway, props.get("tags") or {})
         if state is None:
             return ReadResult("", {})
         return ReadResult(id_, self._outputs(props, spec, gateway.region, state))
@@ -147,8 +159,9 @@ class ImageExportProvider(ResourceProvider):
         from .lifecycle import ExportState, update_tags
 
         spec = to_spec(news)
-        gateway = self._gateway(olds.get("region"))
-        update_tags(id_, olds.get("tags") or {}, spec.tags, gateway)
+        with _one_line():
+            gateway = self._gateway(olds.get("region"))
+            update_tags(id_, olds.get("tags") or {}, spec.tags, gateway)
         state = ExportState(
             task_id=id_,
             status=olds.get("status") or "",
@@ -163,7 +176,8 @@ class ImageExportProvider(ResourceProvider):
         from .lifecycle import delete_export
 
         spec = to_spec(props)
-        delete_export(spec, id_, self._gateway(props.get("region")), _log)
+        with _one_line():
+            delete_export(spec, id_, self._gateway(props.get("region")), _log)
 
     @staticmethod
     def _outputs(inputs: Mapping[str, Any], spec: ExportSpec, region: str, state: Any) -> dict[str, Any]:
