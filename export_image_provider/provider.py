@@ -25,6 +25,7 @@ from pulumi.dynamic import (
     ResourceProvider,
     UpdateResult,
 )
+from pulumi.output import Unknown
 from pulumi.runtime.rpc import UNKNOWN
 
 from .workers import widen_provider_pool
@@ -36,7 +37,8 @@ BEHAVIOUR_PROPERTIES = ("wait_for_completion", "timeout_minutes", "existing_task
 
 
 def _is_unknown(value: Any) -> bool:
-    return value == UNKNOWN if isinstance(value, str) else False
+    """Preview's values not known until apply: the engine's sentinel string, or pulumi.dynamic's Unknown."""
+    return isinstance(value, Unknown) or (isinstance(value, str) and value == UNKNOWN)
 
 
 def _log(line: str) -> None:

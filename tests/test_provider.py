@@ -19,6 +19,7 @@ import pytest
 from pulumi.dynamic import ConfigureRequest
 from pulumi.dynamic.config import Config
 from pulumi.dynamic.dynamic import serialize_provider
+from pulumi.output import Unknown
 from pulumi.runtime.rpc import UNKNOWN
 
 from conftest import REPO_ROOT
@@ -232,10 +233,17 @@ def test_aws_refusals_are_one_readable_line_and_start_nothing(world, emulator, p
     assert tasks(emulator) == []
 
 
-def test_check_reports_failures_and_lets_unknowns_through(world, provider):
-    result = provider.check({}, {"image_id": "ami-1", "disk_image_format": "iso", "s3_bucket": UNKNOWN})
+# The engine's wire sentinel, and what pulumi.dynamic hands a provider for it.
+UNKNOWNS = [UNKNOWN, Unknown()]
+
+
+@pytest.mark.parametrize("unknown", UNKNOWNS, ids=["sentinel", "Unknown"])
+def test_check_reports_failures_and_lets_unknowns_through(world, provider, unknown):
+    result = provider.check({}, {"image_id": "ami-1", "disk_image_format": "iso", "s3_bucket": unknown,
+                                 "s3_prefix": unknown, "tags": {"team": unknown}})
     assert {f.property for f in result.failures} == {"image_id", "disk_image_format"}
-    assert result.inputs["s3_bucket"] == UNKNOWN
+    assert result.inputs["s3_bucket"] is unknown
+    assert not provider.check({}, {**props(world), "tags": unknown}).failures
 
 
 @pytest.mark.parametrize("name", ["image_id", "disk_image_format", "s3_bucket", "s3_prefix", "role_name",
@@ -246,15 +254,17 @@ def test_diff_replaces_on_each_export_defining_input(world, provider, name):
              "s3_prefix": "x/", "role_name": "other", "description": "new", "region": "eu-west-1"}[name]
     diff = provider.diff("export-ami-0123456789abcdef0", olds, {**olds, name: value})
     assert diff.changes and diff.replaces == [name]
-    unknown = provider.diff("export-ami-0123456789abcdef0", olds, {**olds, name: UNKNOWN})
-    assert unknown.changes and unknown.replaces == [name]
+    for unknown in UNKNOWNS:
+        diff = provider.diff("export-ami-0123456789abcdef0", olds, {**olds, name: unknown})
+        assert diff.changes and diff.replaces == [name]
 
 
 def test_diff_ignores_case_only_format_changes_and_unchanged_inputs(world, provider):
     olds = {**props(world), "region": "us-east-1"}
     assert not provider.diff("x", olds, {**olds, "disk_image_format": "vmdk", "region": None}).changes
-    tags = provider.diff("x", olds, {**olds, "tags": UNKNOWN})
-    assert tags.changes and not tags.replaces
+    for unknown in UNKNOWNS:
+        tags = provider.diff("x", olds, {**olds, "tags": unknown})
+        assert tags.changes and not tags.replaces
 
 
 def test_region_defaults_come_from_stack_config(world, provider):
