@@ -172,18 +172,6 @@ def kill_session(sid: int, timeout: float = 10.0) -> None:
         time.sleep(0.05)
 
 
-def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.1) -> Any:
-    """Poll ``predicate`` until it returns something truthy (returned) or ``timeout`` passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
-
-
 class PulumiProject:
     """A Pulumi project in a temporary directory, one stack, and the CLI run against the emulator.
 

@@ -22,7 +22,8 @@ from typing import Any
 
 import pytest
 
-from pulumi_cli import EXAMPLES, PulumiError, PulumiProject, wait_until
+from conftest import wait_until
+from pulumi_cli import EXAMPLES, PulumiError, PulumiProject
 from export_image_provider.lifecycle import RESOURCE_TAG
 
 BACKENDS = ("file", "s3")
@@ -149,19 +150,25 @@ EXAMPLE_CASES = {
 
 
 @dataclass
-class Stack:
+class OrderedSteps:
+    """Steps of one stack that run in file order; a step skips when one it needs failed."""
+
+    done: set[str] = field(default_factory=set, kw_only=True)
+
+    def after(self, *steps: str) -> None:
+        missing = [s for s in steps if s not in self.done]
+        if missing:
+            pytest.skip(f"an earlier step failed: {', '.join(missing)}")
+
+
+@dataclass
+class Stack(OrderedSteps):
     """One example's stack shared by the ordered steps of :class:`TestExampleLifecycle`."""
 
     example: Example
     backend: str
     project: PulumiProject
     bucket: str
-    done: set[str] = field(default_factory=set)
-
-    def after(self, *steps: str) -> None:
-        missing = [s for s in steps if s not in self.done]
-        if missing:
-            pytest.skip(f"an earlier step failed: {', '.join(missing)}")
 
 
 @pytest.fixture(
@@ -358,17 +365,11 @@ pulumi.export("secondKey", second.s3_key)
 
 
 @dataclass
-class Chained:
+class Chained(OrderedSteps):
     """A stack of two exports, the second's inputs computed from the first's outputs."""
 
     project: PulumiProject
     bucket: str
-    done: set[str] = field(default_factory=set)
-
-    def after(self, *steps: str) -> None:
-        missing = [s for s in steps if s not in self.done]
-        if missing:
-            pytest.skip(f"an earlier step failed: {', '.join(missing)}")
 
     def edit_first_format(self) -> None:
         if "edited" not in self.done:

@@ -20,7 +20,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from export_image_provider.emulator.models import progress_at
-from conftest import EmulatorProcess
+from conftest import EmulatorProcess, wait_until
 
 from export_image_provider.emulator.seed import client, seed
 
@@ -74,14 +74,7 @@ def describe(ec2: Any, task_id: str) -> dict[str, Any]:
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.03) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before deadline")
-        time.sleep(interval)
+    return wait_until(predicate, timeout, "the emulator", interval)
 
 
 def object_exists(s3: Any, bucket: str, key: str) -> bool:

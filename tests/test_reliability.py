@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from pulumi_cli import REPO_ROOT, PulumiProject, session_processes, wait_until
+from conftest import wait_until
+from pulumi_cli import REPO_ROOT, PulumiProject, session_processes
 from reliability_report import (
     RESOURCE_TAG,
     new_bucket,
