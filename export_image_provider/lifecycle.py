@@ -7,6 +7,7 @@ polls.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 import uuid
@@ -97,9 +98,10 @@ def create_export(spec: ExportSpec, gateway: AwsGateway, log: Log, policy: WaitP
     policy = policy or load_policy()
     deadline = time.monotonic() + spec.timeout_minutes * 60
     if spec.existing_task_id:
-        task = adopt(spec, gateway)
+        task = _take_over(adopt(spec, gateway), spec, gateway)
         log(f"{name}: adopted export task {task.task_id} ({task.status})")
     elif (task := find_resumable(spec, gateway)) is not None:
+        task = _take_over(task, spec, gateway)
         log(f"{name}: resuming export task {task.task_id} ({task.status})")
     else:
         task = _start(spec, gateway, name, log, policy, deadline)
@@ -136,7 +138,6 @@ def adopt(spec: ExportSpec, gateway: AwsGateway) -> ExportTask:
 
     AWS's task record has no format or role, so those are checked only through
     the object of a completed task (its key ends in the format's extension).
-    The task then gets the program's tags and the provider's identity tags.
     """
     task_id = spec.existing_task_id or ""
     task = gateway.describe(task_id)
@@ -156,9 +157,14 @@ def adopt(spec: ExportSpec, gateway: AwsGateway) -> ExportTask:
     if task.status == "completed" and not gateway.object_exists(spec.s3_bucket, key):
         raise ExportFailed(f"existing_task_id: export task {task_id} completed, but s3://{spec.s3_bucket}/{key} "
                            "does not exist: check disk_image_format, or the image was deleted")
-    update_tags(task_id, user_tags(task.tags), spec.tags, gateway)
-    gateway.set_tags(task_id, identity_tags(spec))
     return task
+
+
+def _take_over(task: ExportTask, spec: ExportSpec, gateway: AwsGateway) -> ExportTask:
+    """Give an adopted or resumed task the program's tags (they may have changed) and the identity tags."""
+    update_tags(task.task_id, user_tags(task.tags), spec.tags, gateway)
+    gateway.set_tags(task.task_id, identity_tags(spec))
+    return dataclasses.replace(task, tags={**spec.tags, **identity_tags(spec)})
 
 
 def _start(spec: ExportSpec, gateway: AwsGateway, name: str, log: Log, policy: WaitPolicy, deadline: float) -> ExportTask:

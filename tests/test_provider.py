@@ -168,9 +168,10 @@ def test_timeout_names_the_task_and_a_rerun_resumes_it(world, emulator, provider
     inputs = props(world, timeout_minutes=0.01)
     with pytest.raises(Exception, match=r"export-ami-\w+ is still active .*left running"):
         provider.create(inputs)
-    resumed = provider.create({**inputs, "timeout_minutes": 1})
-    assert resumed.outs["status"] == "completed"
-    assert len(tasks(emulator)) == 1
+    resumed = provider.create({**inputs, "timeout_minutes": 1, "tags": {"team": "infra"}})
+    assert resumed.outs["status"] == "completed" and resumed.outs["tags"] == {"team": "infra"}
+    [task] = tasks(emulator)
+    assert {"Key": "team", "Value": "infra"} in task["Tags"]
 
 
 def test_destroy_then_create_starts_a_fresh_export(world, emulator, provider):
