@@ -217,8 +217,10 @@ def update_tags(task_id: str, old: Mapping[str, str], new: Mapping[str, str], ga
 def delete_export(spec: ExportSpec, task_id: str, gateway: AwsGateway, log: Log) -> None:
     """Cancel an active task, delete a completed one's object; whatever is gone already is fine.
 
-    AWS removes a cancelled task's partial output itself. A completed task keeps
-    its record, so its identity tag is removed: a later create must not resume it.
+    AWS removes a cancelled task's partial output itself. A task too far on to
+    cancel (transferring its final image) is waited for, so that its object is
+    deleted after it lands rather than before. A completed task keeps its record,
+    so its identity tag is removed: a later create must not resume it.
     """
     task = gateway.describe(task_id)
     if task is not None and task.status == "active":
@@ -226,6 +228,13 @@ def delete_export(spec: ExportSpec, task_id: str, gateway: AwsGateway, log: Log)
         log(f"export task {task_id}: cancel {outcome}")
         if outcome == "cancelled":
             return
+        if outcome == "finished":
+            try:
+                task = wait_for_export(lambda: gateway.describe(task_id), task, spec.timeout_minutes * 60)
+            except (WaitFailed, TaskVanished):
+                pass
+            except WaitTimedOut as timeout:
+                raise ExportFailed(f"delete: {timeout}") from None
     key = spec.s3_key(task_id)
     gateway.delete_object(spec.s3_bucket, key)
     log(f"export task {task_id}: deleted s3://{spec.s3_bucket}/{key}")

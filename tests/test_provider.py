@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 
@@ -160,6 +161,21 @@ def test_delete_of_active_export_cancels_it_and_leaves_no_object(world, emulator
     provider.delete(created.id, created.outs)
     [task] = tasks(emulator)
     assert task["Status"] in ("deleting", "deleted")
+    assert not object_exists(emulator, world["bucket"], created.outs["s3_key"])
+
+
+def test_delete_too_late_to_cancel_waits_for_the_image_and_deletes_it(world, emulator, provider):
+    emulator.set_config(export_seconds=100)
+    created = provider.create(props(world, wait_for_completion=False))
+    emulator.advance(98)  # in the final transfer: CancelExportTask is refused
+    finisher = threading.Timer(1.0, emulator.advance, args=(5,))
+    finisher.start()
+    try:
+        provider.delete(created.id, created.outs)
+    finally:
+        finisher.join()
+    [task] = tasks(emulator)
+    assert task["Status"] == "completed"
     assert not object_exists(emulator, world["bucket"], created.outs["s3_key"])
 
 
