@@ -92,7 +92,7 @@ class ImageExportProvider(ResourceProvider):
             req.config.get("aws:token"),
         )
 
-    def _profile(self) -> Any:
+    def _auth(self) -> Any:
         from .aws import AwsAuth
 
         return AwsAuth(*getattr(self, "config_auth", ()))
@@ -108,7 +108,7 @@ class ImageExportProvider(ResourceProvider):
     def _gateway(self, region: str | None) -> Any:
         from .aws import AwsGateway, resolve_region
 
-        return AwsGateway(resolve_region(region or self._default_region(), self._profile()), self._profile())
+        return AwsGateway(resolve_region(region or self._default_region(), self._auth()), self._auth())
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         inputs = normalize(news)
