@@ -111,16 +111,16 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         self.recording = mocks
 
     def RegisterResource(self, request: Any) -> Any:
-        self.recording.registrations.append(
-            Registration(
-                typ=request.type,
-                name=request.name,
-                dependencies=set(request.dependencies),
-                property_dependencies={k: set(v.urns) for k, v in request.propertyDependencies.items()},
-            )
+        # Registrations arrive from several threads: keep this one's record, not the list's last.
+        registration = Registration(
+            typ=request.type,
+            name=request.name,
+            dependencies=set(request.dependencies),
+            property_dependencies={k: set(v.urns) for k, v in request.propertyDependencies.items()},
         )
+        self.recording.registrations.append(registration)
         response = super().RegisterResource(request)
-        self.recording.registrations[-1].urn = response.urn
+        registration.urn = response.urn
         return response
 
 
