@@ -67,7 +67,7 @@ def test_creates_beyond_four_run_at_once_in_the_provider_server(world, emulator)
 
 def test_creates_over_the_limit_wait_for_a_slot_in_arrival_order(world, emulator):
     emulator.reset()
-    emulator.set_config(export_seconds=4, max_active=2)
+    emulator.set_config(export_seconds=8, max_active=2)  # long enough that no slot frees while arrivals are staged
     images = register_images(emulator, 5)
     server = DynamicProviderProcess(ImageExportProvider(), env={"EXPORT_IMAGE_PROVIDER_WAITER": FAST_WAITER})
     try:
