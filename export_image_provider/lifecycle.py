@@ -21,6 +21,8 @@ from .waiter import TaskVanished, WaitFailed, WaitPolicy, WaitTimedOut, load_pol
 
 RESOURCE_TAG = RESERVED_TAG_PREFIX + "resource"
 SPEC_TAG = RESERVED_TAG_PREFIX + "spec"
+STACK_TAG = RESERVED_TAG_PREFIX + "stack"
+CLAIM_TAG = RESERVED_TAG_PREFIX + "claimed"
 
 Log = Callable[[str], None]
 
@@ -41,6 +43,11 @@ class ExportState:
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
+def _name(spec: ExportSpec) -> str:
+    """The resource's name, which starts every line the user sees about it."""
+    return spec.resource_key.rsplit("/", 1)[-1] if spec.resource_key else spec.image_id
+
+
 def user_tags(tags: Mapping[str, str]) -> dict[str, str]:
     """The task's tags without the provider's own bookkeeping."""
     return {k: v for k, v in tags.items() if not k.startswith(RESERVED_TAG_PREFIX)}
@@ -53,7 +60,10 @@ def identity_tags(spec: ExportSpec) -> dict[str, str]:
     key = spec.resource_key
     if len(key) > 256:
         key = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
-    return {RESOURCE_TAG: key, SPEC_TAG: spec.fingerprint()}
+    tags = {RESOURCE_TAG: key, SPEC_TAG: spec.fingerprint()}
+    if spec.stack_identity:
+        tags[STACK_TAG] = spec.stack_identity
+    return tags
 
 
 def _state(spec: ExportSpec, task: ExportTask) -> ExportState:
@@ -68,45 +78,124 @@ def _state(spec: ExportSpec, task: ExportTask) -> ExportState:
     )
 
 
-def find_resumable(spec: ExportSpec, gateway: AwsGateway) -> ExportTask | None:
-    """An active or completed task this resource started with the same inputs, if any."""
+def unclaimed_tasks(spec: ExportSpec, gateway: AwsGateway) -> list[ExportTask]:
+    """Active and completed tasks this resource of this stack started that no create handed to the engine.
+
+    A task is claimed (:data:`CLAIM_TAG`) the moment a create hands it to the
+    engine; from then on a resource in some state reports it. A task without
+    the claim was started by a create that never returned (killed, cancelled,
+    timed out), so no resource the engine knows of reports it.
+    """
     tags = identity_tags(spec)
     if not tags:
-        return None
-    for task in gateway.tasks_tagged(RESOURCE_TAG, tags[RESOURCE_TAG]):
-        if task.tags.get(SPEC_TAG) != tags[SPEC_TAG]:
-            continue
-        if task.status == "completed" and not gateway.object_exists(spec.s3_bucket, spec.s3_key(task.task_id)):
-            continue
-        return task
-    return None
+        return []
+    return [
+        task
+        for task in gateway.tasks_tagged(RESOURCE_TAG, tags[RESOURCE_TAG])
+        if CLAIM_TAG not in task.tags and task.tags.get(STACK_TAG) == tags.get(STACK_TAG)
+    ]
+
+
+def find_resumable(spec: ExportSpec, gateway: AwsGateway, log: Log) -> ExportTask | None:
+    """The unclaimed task an interrupted create of the same inputs left, if any; the others are cleared.
+
+    Unclaimed tasks of other inputs, or beyond the one resumed, are owned by
+    nobody (an interrupted create whose inputs have since changed): an active
+    one is cancelled, a completed one's image deleted, and each is said.
+    """
+    fingerprint = spec.fingerprint()
+    keep: ExportTask | None = None
+    for task in sorted(unclaimed_tasks(spec, gateway), key=lambda t: t.status != "completed"):
+        matches = task.tags.get(SPEC_TAG) == fingerprint and (
+            task.status == "active" or gateway.object_exists(spec.s3_bucket, spec.s3_key(task.task_id))
+        )
+        if matches and keep is None:
+            keep = task
+        else:
+            _clear_unowned(task, gateway, lambda line: log(f"{_name(spec)}: {line}"))
+    return keep
+
+
+def _clear_unowned(task: ExportTask, gateway: AwsGateway, log: Log) -> None:
+    """Cancel (or delete the image of) a task nothing owns, and take it off this resource."""
+    if task.status == "active":
+        outcome = gateway.cancel(task.task_id)
+        log(f"cancelled export task {task.task_id}, left by an interrupted create with other inputs ({outcome})")
+    elif task.s3_bucket:
+        for extension in ("vmdk", "raw", "vhd"):
+            key = f"{task.s3_prefix or ''}{task.task_id}.{extension}"
+            if gateway.object_exists(task.s3_bucket, key):
+                gateway.delete_object(task.s3_bucket, key)
+                log(f"deleted s3://{task.s3_bucket}/{key}, the image of export task {task.task_id} "
+                    "that an interrupted create with other inputs left")
+    _untag(task.task_id, gateway)
+
+
+def claim(task_id: str, gateway: AwsGateway) -> None:
+    """Mark the task as reported by a resource the engine records: no create may resume or clear it now."""
+    try:
+        gateway.set_tags(task_id, {CLAIM_TAG: "true"})
+    except ExportError as error:
+        if not error.code.startswith("InvalidExportTaskID"):
+            raise
+
+
+def _untag(task_id: str, gateway: AwsGateway) -> None:
+    """Take the resource's identity off a task, so no later create of it resumes the task."""
+    try:
+        gateway.remove_tags(task_id, [RESOURCE_TAG])
+    except ExportError as error:
+        if not error.code.startswith("InvalidExportTaskID"):
+            raise
 
 
 def create_export(spec: ExportSpec, gateway: AwsGateway, log: Log, policy: WaitPolicy | None = None) -> ExportState:
     """Start the export (or resume the one an interrupted create started) and wait for it.
 
-    No duplicate exports: every task is started with two tags, the resource's
-    identity (project/stack/name) and a fingerprint of the inputs that decide what
-    it produces. A create first looks for an active or completed task carrying
-    both (a completed one only while its object exists) and resumes it, so a
-    ``pulumi up`` killed after ExportImage was sent, or a wait that timed out,
-    picks up the same task when run again. Delete removes the identity tag, so a
-    destroy followed by an up starts a fresh export. The ClientToken, new for
-    each create, makes botocore's own retries of ExportImage safe.
+    No duplicate exports, no lost image. Every task is started with the
+    resource's identity (project/stack/name, plus the stack's own identity so
+    that same-named stacks in two backends never meet) and a fingerprint of the
+    inputs that decide what it produces. A create first looks for an unclaimed
+    task carrying both and resumes it, so a ``pulumi up`` killed after
+    ExportImage was sent, or a wait that timed out, picks up the same task when
+    run again. The task is claimed when the create returns it to the engine, so
+    a replacement with unchanged inputs (``pulumi up --replace``) never takes
+    the task of the resource it replaces, whose delete will remove that image.
+    The ClientToken, new for each create, makes botocore's own retries of
+    ExportImage safe.
     """
-    name = spec.resource_key.rsplit("/", 1)[-1] if spec.resource_key else spec.image_id
     policy = policy or load_policy()
     deadline = time.monotonic() + spec.timeout_minutes * 60
     if spec.existing_task_id:
-        task = _take_over(adopt(spec, gateway), spec, gateway)
-        log(f"{name}: adopted export task {task.task_id} ({task.status})")
-    elif (task := find_resumable(spec, gateway)) is not None:
+        found = adopt(spec, gateway)
+        _refuse_if_owned(found)
+        task = _take_over(found, spec, gateway)
+        log(f"{_name(spec)}: adopted export task {task.task_id} ({task.status})")
+    elif (task := find_resumable(spec, gateway, log)) is not None:
         task = _take_over(task, spec, gateway)
-        log(f"{name}: resuming export task {task.task_id} ({task.status})")
+        log(f"{_name(spec)}: resuming export task {task.task_id} ({task.status})")
     else:
-        task = _start(spec, gateway, name, log, policy, deadline)
-    if not spec.wait_for_completion:
-        return _state(spec, task)
+        task = _start(spec, gateway, log, policy, deadline)
+    if spec.wait_for_completion:
+        task = wait_until_exported(spec, task, gateway, log, policy, deadline, release_slot=True)
+    claim(task.task_id, gateway)
+    return _state(spec, task)
+
+
+def wait_until_exported(
+    spec: ExportSpec,
+    task: ExportTask,
+    gateway: AwsGateway,
+    log: Log,
+    policy: WaitPolicy | None = None,
+    deadline: float | None = None,
+    release_slot: bool = False,
+) -> ExportTask:
+    """Follow the task until its image is in S3; ExportFailed, naming the task, on failure or timeout."""
+    name = _name(spec)
+    policy = policy or load_policy()
+    if deadline is None:
+        deadline = time.monotonic() + spec.timeout_minutes * 60
 
     def report(latest: ExportTask) -> None:
         if latest.status == "completed":
@@ -128,9 +217,10 @@ def create_export(spec: ExportSpec, gateway: AwsGateway, log: Log, policy: WaitP
             raise ExportFailed(f"{name}: {vanished}, and no image was written") from None
         task = ExportTask(task_id=task.task_id, status="completed", tags=task.tags)
     finally:
-        queue_for(gateway.region).release()
+        if release_slot:
+            queue_for(gateway.region).release()
     log(f"{name}: {task.task_id} completed: s3://{spec.s3_bucket}/{spec.s3_key(task.task_id)}")
-    return _state(spec, task)
+    return task
 
 
 def adopt(spec: ExportSpec, gateway: AwsGateway) -> ExportTask:
@@ -160,6 +250,16 @@ def adopt(spec: ExportSpec, gateway: AwsGateway) -> ExportTask:
     return task
 
 
+def _refuse_if_owned(task: ExportTask) -> None:
+    """A claimed task is reported by a live resource: adopting it would give two resources one image."""
+    if CLAIM_TAG in task.tags and RESOURCE_TAG in task.tags:
+        raise ExportFailed(
+            f"existing_task_id: export task {task.task_id} is already managed by the ImageExport "
+            f"{task.tags[RESOURCE_TAG]!r}, and either resource's destroy would delete the other's image: "
+            "drop existing_task_id, or first remove that resource from its stack (pulumi state delete)"
+        )
+
+
 def _take_over(task: ExportTask, spec: ExportSpec, gateway: AwsGateway) -> ExportTask:
     """Give an adopted or resumed task the program's tags (they may have changed) and the identity tags."""
     update_tags(task.task_id, user_tags(task.tags), spec.tags, gateway)
@@ -167,8 +267,9 @@ def _take_over(task: ExportTask, spec: ExportSpec, gateway: AwsGateway) -> Expor
     return dataclasses.replace(task, tags={**spec.tags, **identity_tags(spec)})
 
 
-def _start(spec: ExportSpec, gateway: AwsGateway, name: str, log: Log, policy: WaitPolicy, deadline: float) -> ExportTask:
+def _start(spec: ExportSpec, gateway: AwsGateway, log: Log, policy: WaitPolicy, deadline: float) -> ExportTask:
     """ExportImage, once the region has a free slot (see slots.py)."""
+    name = _name(spec)
 
     def attempt() -> ExportTask:
         return gateway.start_export(spec, str(uuid.uuid4()), {**spec.tags, **identity_tags(spec)})
@@ -214,6 +315,31 @@ def update_tags(task_id: str, old: Mapping[str, str], new: Mapping[str, str], ga
     gateway.remove_tags(task_id, [k for k in old if k not in new])
 
 
+def update_export(
+    spec: ExportSpec, task_id: str, old_tags: Mapping[str, str], status: str | None, gateway: AwsGateway, log: Log
+) -> ExportTask | None:
+    """Apply an in-place change: the tags, the identity tags, and a wait newly asked for.
+
+    AWS drops task records after a while, but the export lives on in its object
+    (see :func:`read_export`): tags then have nowhere to go, which is said once
+    and is no reason to fail. Returns the task when it was waited for, else None.
+    """
+    try:
+        update_tags(task_id, old_tags, spec.tags, gateway)
+        gateway.set_tags(task_id, identity_tags(spec))
+    except ExportError as error:
+        if not error.code.startswith("InvalidExportTaskID"):
+            raise
+        log(f"{_name(spec)}: the tags could not be applied to export task {task_id}: AWS no longer keeps "
+            "its record (the image is unchanged); the state holds the new tags")
+        return None
+    if spec.wait_for_completion and status == "active":
+        task = gateway.describe(task_id)
+        if task is not None and task.status == "active":
+            return wait_until_exported(spec, task, gateway, log)
+    return None
+
+
 def delete_export(spec: ExportSpec, task_id: str, gateway: AwsGateway, log: Log) -> None:
     """Cancel an active task, delete a completed one's object; whatever is gone already is fine.
 
@@ -225,7 +351,7 @@ def delete_export(spec: ExportSpec, task_id: str, gateway: AwsGateway, log: Log)
     task = gateway.describe(task_id)
     if task is not None and task.status == "active":
         outcome = gateway.cancel(task_id)
-        log(f"export task {task_id}: cancel {outcome}")
+        log(f"{_name(spec)}: export task {task_id}: cancel {outcome}")
         if outcome == "cancelled":
             return
         if outcome == "finished":
@@ -237,10 +363,6 @@ def delete_export(spec: ExportSpec, task_id: str, gateway: AwsGateway, log: Log)
                 raise ExportFailed(f"delete: {timeout}") from None
     key = spec.s3_key(task_id)
     gateway.delete_object(spec.s3_bucket, key)
-    log(f"export task {task_id}: deleted s3://{spec.s3_bucket}/{key}")
+    log(f"{_name(spec)}: export task {task_id}: deleted s3://{spec.s3_bucket}/{key}")
     if task is not None:
-        try:
-            gateway.remove_tags(task_id, [RESOURCE_TAG])
-        except ExportError as error:
-            if not error.code.startswith("InvalidExportTaskID"):
-                raise
+        _untag(task_id, gateway)

@@ -32,8 +32,10 @@ from .workers import widen_provider_pool
 from .spec import REPLACE_PROPERTIES, UPDATE_PROPERTIES, ExportSpec, normalize, to_spec, validate
 
 OUTPUT_PROPERTIES = ("export_image_task_id", "status", "status_message", "progress", "s3_key", "s3_uri")
-# Inputs that change only how the provider behaves, never the task: updated in place without AWS calls.
+# Inputs that change only how the provider behaves, never the task: updated in place.
 BEHAVIOUR_PROPERTIES = ("wait_for_completion", "timeout_minutes", "existing_task_id")
+# The provider's own bookkeeping (lifecycle.identity_tags): a change re-tags the task in place.
+IDENTITY_PROPERTIES = ("resource_key", "stack_identity")
 
 
 def _is_unknown(value: Any) -> bool:
@@ -115,7 +117,7 @@ class ImageExportProvider(ResourceProvider):
         failures = [CheckFailure(p.property, p.reason) for p in validate(inputs, _is_unknown)]
         return CheckResult(inputs, failures)
 
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = []
         for name in REPLACE_PROPERTIES:
             new = news.get(name)
@@ -125,16 +127,22 @@ class ImageExportProvider(ResourceProvider):
                     continue
             if _is_unknown(new) or _comparable(name, new) != _comparable(name, olds.get(name)):
                 replaces.append(name)
+        adopted = news.get("existing_task_id")
+        if adopted and (_is_unknown(adopted) or adopted != (olds.get("export_image_task_id") or id_)):
+            replaces.append("existing_task_id")
         updates = [
             name
-            for name in UPDATE_PROPERTIES + BEHAVIOUR_PROPERTIES
+            for name in UPDATE_PROPERTIES + BEHAVIOUR_PROPERTIES + IDENTITY_PROPERTIES
             if _is_unknown(news.get(name)) or _comparable(name, news.get(name)) != _comparable(name, olds.get(name))
         ]
         return DiffResult(
             changes=bool(replaces or updates),
             replaces=replaces,
             stables=["export_image_task_id", "s3_key", "s3_uri"] if not replaces else [],
-            delete_before_replace=False,
+            # An export that may still run holds AWS's one-active-export-per-AMI slot and a region
+            # slot: cancel it first, or the replacement waits behind an export about to be deleted.
+            # Also said with no replaces, for the engine's forced replacements (up --replace).
+            delete_before_replace=olds.get("status") != "completed",
         )
 
     def create(self, props: dict[str, Any]) -> CreateResult:
@@ -158,17 +166,17 @@ class ImageExportProvider(ResourceProvider):
         return ReadResult(id_, self._outputs(props, spec, gateway.region, state))
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        from .lifecycle import ExportState, update_tags
+        from .lifecycle import ExportState, update_export
 
         spec = to_spec(news)
         with _one_line():
             gateway = self._gateway(olds.get("region"))
-            update_tags(id_, olds.get("tags") or {}, spec.tags, gateway)
+            waited = update_export(spec, id_, olds.get("tags") or {}, olds.get("status"), gateway, _log)
         state = ExportState(
             task_id=id_,
-            status=olds.get("status") or "",
-            status_message=olds.get("status_message"),
-            progress=olds.get("progress"),
+            status="completed" if waited else olds.get("status") or "",
+            status_message=None if waited else olds.get("status_message"),
+            progress=100 if waited else olds.get("progress"),
             s3_key=olds.get("s3_key") or spec.s3_key(id_),
             tags=dict(spec.tags),
         )

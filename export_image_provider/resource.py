@@ -15,6 +15,7 @@ import pulumi
 import pulumi.dynamic
 
 from .provider import OUTPUT_PROPERTIES, ImageExportProvider
+from .stack_identity import stack_identity
 
 
 @dataclass
@@ -72,5 +73,6 @@ class ImageExport(pulumi.dynamic.Resource, module="export_image_provider", name=
         args = args if args is not None else ImageExportArgs(**kwargs)
         props: dict[str, Any] = {f.name: getattr(args, f.name) for f in fields(args)}
         props["resource_key"] = f"{pulumi.get_project()}/{pulumi.get_stack()}/{resource_name}"
+        props["stack_identity"] = stack_identity()
         props.update(dict.fromkeys(OUTPUT_PROPERTIES))
         super().__init__(ImageExportProvider(), resource_name, props, opts)

@@ -21,7 +21,7 @@ DEFAULT_TIMEOUT_MINUTES = 360.0
 # Tags under this prefix are the provider's own bookkeeping on the task (see
 # lifecycle.py); users may not set them and never see them in outputs.
 RESERVED_TAG_PREFIX = "export-image-provider:"
-MAX_USER_TAGS = 48  # AWS allows 50 tags per resource; the provider uses 2.
+MAX_USER_TAGS = 46  # AWS allows 50 tags per resource; the provider uses 4 (lifecycle.py).
 
 REPLACE_PROPERTIES = (
     "image_id",
@@ -66,6 +66,7 @@ class ExportSpec:
     timeout_minutes: float = DEFAULT_TIMEOUT_MINUTES
     existing_task_id: str | None = None
     resource_key: str | None = None
+    stack_identity: str | None = None
 
     @property
     def extension(self) -> str:
@@ -140,6 +141,7 @@ def to_spec(props: Mapping[str, Any]) -> ExportSpec:
         timeout_minutes=float(props["timeout_minutes"]),
         existing_task_id=props.get("existing_task_id") or None,
         resource_key=props.get("resource_key"),
+        stack_identity=props.get("stack_identity"),
     )
 
 
@@ -222,7 +224,7 @@ def _tags(value: Any, is_unknown: Callable[[Any], bool]) -> str | None:
     if not isinstance(value, Mapping):
         return _type_error(value, "a mapping of tag keys to string values")
     if len(value) > MAX_USER_TAGS:
-        return f"has {len(value)} tags: at most {MAX_USER_TAGS} are allowed (AWS's 50 less 2 the provider uses)"
+        return f"has {len(value)} tags: at most {MAX_USER_TAGS} are allowed (AWS's 50 less the 4 the provider uses)"
     for key, tag_value in value.items():
         if not isinstance(key, str) or not key:
             return f"key {key!r} must be a non-empty string"

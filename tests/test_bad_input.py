@@ -55,7 +55,7 @@ class Row:
 
 
 LONG_KEY = "k" * 128
-TOO_MANY_TAGS = {f"tag{i:02d}": "v" for i in range(49)}
+TOO_MANY_TAGS = {f"tag{i:02d}": "v" for i in range(47)}
 
 PREVIEW_ROWS = [
     Row("image_id missing (None)", "image_id", "preview", {"image_id": None},
@@ -98,8 +98,8 @@ PREVIEW_ROWS = [
         ("257 characters long", "tag values take at most 256")),
     Row("tag key 'aws:owner' (reserved by AWS)", "tags", "preview", {"tags": {"aws:owner": "me"}},
         ("AWS reserves", "choose another key")),
-    Row("49 tags (too many)", "tags", "preview", {"tags": TOO_MANY_TAGS},
-        ("has 49 tags", "at most 48 are allowed")),
+    Row("47 tags (too many)", "tags", "preview", {"tags": TOO_MANY_TAGS},
+        ("has 47 tags", "at most 46 are allowed")),
     Row("tag key 'export-image-provider:resource' (reserved by the provider)", "tags", "preview",
         {"tags": {"export-image-provider:resource": "x"}}, ("which this provider reserves",)),
     Row("empty tag key", "tags", "preview", {"tags": {"": "x"}}, ("must be a non-empty string",)),

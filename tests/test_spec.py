@@ -49,7 +49,7 @@ def test_valid_input_is_normalised_with_defaults():
         ({"tags": {"team": "v" * 257}}, "tags", "at most 256"),
         ({"tags": {"team": 3}}, "tags", "must be a string"),
         ({"tags": {"export-image-provider:resource": "x"}}, "tags", "reserves"),
-        ({"tags": {f"k{i}": "v" for i in range(49)}}, "tags", "at most 48"),
+        ({"tags": {f"k{i}": "v" for i in range(47)}}, "tags", "at most 46"),
         ({"tags": ["team"]}, "tags", "mapping"),
         ({"region": "Europe"}, "region", "not an AWS region"),
         ({"wait_for_completion": "yes"}, "wait_for_completion", "true or false"),

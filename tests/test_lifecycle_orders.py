@@ -1,0 +1,167 @@
+"""Orders of operations the engine produces every day, each pinned against the emulator.
+
+Each test is one sequence the engine sends (a forced replacement, a replacement
+while the old export runs, a tag change after AWS dropped the record, ...) and
+checks the invariants the README promises: no object a live resource reports is
+ever deleted, one task per resource, no task left running that nothing owns.
+``test_lifecycle_model.py`` lets Hypothesis look for the sequences not written here.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from export_image_provider import ImageExportProvider
+from export_image_provider.lifecycle import CLAIM_TAG, RESOURCE_TAG, STACK_TAG
+from test_provider import FAST_WAITER, object_exists, props, tasks  # noqa: F401 - fixtures below
+from test_provider import fresh_tasks, provider, world  # noqa: F401 - pytest fixtures
+
+
+def engine_replace(provider, id_, olds, news, forced=False):
+    """What the engine does for a replacement: create-before-delete unless diff asks otherwise."""
+    diff = provider.diff(id_, olds, news)
+    assert forced or diff.replaces, "expected a replacement"
+    if diff.delete_before_replace:
+        provider.delete(id_, olds)
+        return provider.create(news)
+    created = provider.create(news)
+    provider.delete(id_, olds)
+    return created
+
+
+def same_resource(created, **changes):
+    """The inputs the engine would send for the same resource with ``changes``."""
+    inputs = {k: v for k, v in created.outs.items() if k in PROGRAM_INPUTS}
+    inputs.update(changes)
+    return ImageExportProvider().check({}, inputs).inputs
+
+
+PROGRAM_INPUTS = ("image_id", "disk_image_format", "s3_bucket", "s3_prefix", "role_name", "description",
+                  "tags", "region", "wait_for_completion", "timeout_minutes", "existing_task_id",
+                  "resource_key", "stack_identity")
+
+
+def task_tags(emulator, task_id):
+    [record] = [t for t in tasks(emulator) if t["ExportImageTaskId"] == task_id]
+    return {t["Key"]: t["Value"] for t in record["Tags"]}
+
+
+def test_forced_replacement_with_unchanged_inputs_keeps_the_new_image(world, emulator, provider):
+    """`pulumi up --replace`: the new create must not take the old resource's task (defect 1)."""
+    old = provider.create(props(world))
+    new = engine_replace(provider, old.id, old.outs, same_resource(old), forced=True)
+    assert new.id != old.id, "the replacement resumed the task the old resource owns"
+    assert object_exists(emulator, world["bucket"], new.outs["s3_key"])
+    assert provider.read(new.id, new.outs).id == new.id
+    assert not object_exists(emulator, world["bucket"], old.outs["s3_key"])
+
+
+def test_interrupted_create_is_still_resumed_after_claims(world, emulator, provider):
+    """A create that timed out never handed its task to the engine: the rerun resumes it."""
+    emulator.set_config(export_seconds=3)
+    inputs = props(world, timeout_minutes=0.01)
+    with pytest.raises(Exception, match="left running"):
+        provider.create(inputs)
+    [started] = tasks(emulator)
+    assert CLAIM_TAG not in {t["Key"] for t in started["Tags"]}
+    resumed = provider.create({**inputs, "timeout_minutes": 1})
+    assert resumed.id == started["ExportImageTaskId"] and len(tasks(emulator)) == 1
+    assert task_tags(emulator, resumed.id)[CLAIM_TAG]
+
+
+def test_replacement_of_a_running_export_cancels_it_first(world, emulator, provider):
+    """An active old task on the same AMI: delete-before-replace, so the new one never queues (defect 2)."""
+    emulator.set_config(export_seconds=30)
+    old = provider.create(props(world, wait_for_completion=False))
+    news = same_resource(old, disk_image_format="RAW", wait_for_completion=True)
+    diff = provider.diff(old.id, old.outs, news)
+    assert diff.replaces == ["disk_image_format"] and diff.delete_before_replace
+    emulator.set_config(export_seconds=1)
+    new = engine_replace(provider, old.id, old.outs, news)
+    assert new.outs["status"] == "completed"
+    statuses = {t["ExportImageTaskId"]: t["Status"] for t in tasks(emulator)}
+    assert statuses[old.id] in ("deleting", "deleted") and statuses[new.id] == "completed"
+
+
+def test_replacement_of_a_completed_export_creates_before_deleting(world, provider):
+    old = provider.create(props(world))
+    diff = provider.diff(old.id, old.outs, same_resource(old, disk_image_format="RAW"))
+    assert diff.replaces == ["disk_image_format"] and not diff.delete_before_replace
+
+
+def test_tag_change_after_the_record_expired_succeeds(world, emulator, provider, capsys):
+    """Refresh keeps an export by its object once AWS drops the record; tags must still update (defect 3)."""
+    emulator.set_config(export_seconds=0, expire_after_seconds=5)
+    created = provider.create(props(world))
+    emulator.advance(10)
+    assert tasks(emulator) == []
+    read = provider.read(created.id, created.outs)
+    assert read.id == created.id
+    updated = provider.update(created.id, read.outs, same_resource(created, tags={"team": "infra"}))
+    assert updated.outs["tags"] == {"team": "infra"} and updated.outs["status"] == "completed"
+    assert "could not be applied" in capsys.readouterr().err
+
+
+def test_changed_inputs_after_an_interrupted_create_cancel_its_task(world, emulator, provider, capsys):
+    """The interrupted task of other inputs is owned by nobody: the next create cancels it (defect 6)."""
+    emulator.set_config(export_seconds=30)
+    inputs = props(world, timeout_minutes=0.005)
+    with pytest.raises(Exception, match="left running"):
+        provider.create(inputs)
+    [stale] = tasks(emulator)
+    emulator.set_config(export_seconds=1)
+    created = provider.create({**inputs, "disk_image_format": "RAW", "timeout_minutes": 1})
+    statuses = {t["ExportImageTaskId"]: t["Status"] for t in tasks(emulator)}
+    assert statuses[stale["ExportImageTaskId"]] in ("deleting", "deleted")
+    assert statuses[created.id] == "completed"
+    assert f"cancelled export task {stale['ExportImageTaskId']}" in capsys.readouterr().err
+
+
+def test_adopting_a_task_another_resource_manages_is_refused(world, emulator, provider):
+    """Either resource's destroy would delete the other's image (defect 7)."""
+    owner = provider.create(props(world))
+    with pytest.raises(Exception, match=r"existing_task_id: .*already managed"):
+        provider.create(props(world, existing_task_id=owner.id))
+    assert provider.read(owner.id, owner.outs).id == owner.id
+
+
+def test_changing_existing_task_id_replaces(world, provider):
+    olds = {**props(world), "region": "us-east-1", "existing_task_id": None,
+            "export_image_task_id": "export-ami-0123456789abcdef0"}
+    same = {**olds, "existing_task_id": "export-ami-0123456789abcdef0"}
+    assert not provider.diff("export-ami-0123456789abcdef0", olds, same).replaces
+    other = {**olds, "existing_task_id": "export-ami-0123456789abcdef1"}
+    assert provider.diff("export-ami-0123456789abcdef0", olds, other).replaces == ["existing_task_id"]
+
+
+def test_wait_for_completion_turned_on_waits_in_the_update(world, emulator, provider):
+    """false -> true on a running task: the update waits for the image (defect 8)."""
+    emulator.set_config(export_seconds=2)
+    created = provider.create(props(world, wait_for_completion=False))
+    assert created.outs["status"] == "active"
+    updated = provider.update(created.id, created.outs, same_resource(created, wait_for_completion=True))
+    assert updated.outs["status"] == "completed" and updated.outs["progress"] == 100
+    assert object_exists(emulator, world["bucket"], updated.outs["s3_key"])
+
+
+def test_two_stacks_with_the_same_names_never_share_a_task(world, emulator, provider):
+    """Two backends, one account: the stack identity keeps their tasks apart (defect 5).
+
+    Stack A's create is interrupted (its task is nobody's yet); stack B, with the
+    same project, stack and resource names, must neither resume nor cancel it.
+    """
+    emulator.set_config(export_seconds=4)
+    mine = props(world, stack_identity="stack-a", timeout_minutes=0.005)
+    with pytest.raises(Exception, match="left running"):
+        provider.create(mine)
+    [interrupted] = tasks(emulator)
+    theirs = {**mine, "stack_identity": "stack-b", "disk_image_format": "RAW", "timeout_minutes": 1}
+    second = provider.create(theirs)
+    assert second.id != interrupted["ExportImageTaskId"]
+    statuses = {t["ExportImageTaskId"]: t["Status"] for t in tasks(emulator)}
+    assert statuses[interrupted["ExportImageTaskId"]] in ("active", "completed")
+    provider.delete(second.id, second.outs)
+    resumed = provider.create({**mine, "timeout_minutes": 1})
+    assert resumed.id == interrupted["ExportImageTaskId"]
+    assert task_tags(emulator, resumed.id)[STACK_TAG] == "stack-a"
+    assert task_tags(emulator, resumed.id)[RESOURCE_TAG] == mine["resource_key"]
