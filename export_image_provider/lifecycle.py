@@ -120,14 +120,14 @@ def _clear_unowned(task: ExportTask, gateway: AwsGateway, log: Log) -> None:
     """Cancel (or delete the image of) a task nothing owns, and take it off this resource."""
     if task.status == "active":
         outcome = gateway.cancel(task.task_id)
-        log(f"cancelled export task {task.task_id}, left by an interrupted create with other inputs ({outcome})")
+        log(f"cancelled export task {task.task_id}, which an interrupted create left and nothing owns ({outcome})")
     elif task.s3_bucket:
         for extension in ("vmdk", "raw", "vhd"):
             key = f"{task.s3_prefix or ''}{task.task_id}.{extension}"
             if gateway.object_exists(task.s3_bucket, key):
                 gateway.delete_object(task.s3_bucket, key)
-                log(f"deleted s3://{task.s3_bucket}/{key}, the image of export task {task.task_id} "
-                    "that an interrupted create with other inputs left")
+                log(f"deleted s3://{task.s3_bucket}/{key}, the image of export task {task.task_id}, "
+                    "which an interrupted create left and nothing owns")
     _untag(task.task_id, gateway)
 
 
@@ -346,8 +346,14 @@ def delete_export(spec: ExportSpec, task_id: str, gateway: AwsGateway, log: Log)
     AWS removes a cancelled task's partial output itself. A task too far on to
     cancel (transferring its final image) is waited for, so that its object is
     deleted after it lands rather than before. A completed task keeps its record,
-    so its identity tag is removed: a later create must not resume it.
+    so its identity tag is removed: a later create must not resume it. Tasks
+    that interrupted creates of this resource left (unclaimed, so reported by
+    nothing) go with it: the resource is leaving the stack, and nothing else
+    would ever resume or cancel them.
     """
+    for leftover in unclaimed_tasks(spec, gateway):
+        if leftover.task_id != task_id:
+            _clear_unowned(leftover, gateway, lambda line: log(f"{_name(spec)}: {line}"))
     task = gateway.describe(task_id)
     if task is not None and task.status == "active":
         outcome = gateway.cancel(task_id)

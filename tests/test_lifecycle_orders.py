@@ -117,6 +117,19 @@ def test_changed_inputs_after_an_interrupted_create_cancel_its_task(world, emula
     assert f"cancelled export task {stale['ExportImageTaskId']}" in capsys.readouterr().err
 
 
+def test_destroy_takes_the_tasks_interrupted_creates_of_the_resource_left(world, emulator, provider):
+    """A replacement's create timed out, then the resource left the program: destroy clears both (defect 6)."""
+    old = provider.create(props(world))
+    emulator.set_config(export_seconds=30)
+    with pytest.raises(Exception, match="left running"):
+        provider.create(same_resource(old, disk_image_format="RAW", timeout_minutes=0.005))
+    [leftover] = [t for t in tasks(emulator) if t["ExportImageTaskId"] != old.id]
+    provider.delete(old.id, old.outs)
+    statuses = {t["ExportImageTaskId"]: t["Status"] for t in tasks(emulator)}
+    assert statuses[leftover["ExportImageTaskId"]] in ("deleting", "deleted")
+    assert not object_exists(emulator, world["bucket"], old.outs["s3_key"])
+
+
 def test_adopting_a_task_another_resource_manages_is_refused(world, emulator, provider):
     """Either resource's destroy would delete the other's image (defect 7)."""
     owner = provider.create(props(world))
