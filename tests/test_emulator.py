@@ -249,7 +249,9 @@ def test_validation_errors(emu: EmulatorProcess, ec2: Any, world: dict[str, str]
         assert needle in message, (needle, message)
     ok_tags = [{"Key": "k" * 127, "Value": "v" * 256}]
     start(ec2, world, TagSpecifications=[{"ResourceType": "export-image-task", "Tags": ok_tags}])
-    assert error_of(lambda: start(ec2, world, DryRun=True))[0] == "DryRunOperation"
+    # DryRun validates first: the AMI above is busy, so it is refused as the real call would be
+    assert error_of(lambda: start(ec2, world, DryRun=True))[0] == "IncorrectState"
+    assert error_of(lambda: start(ec2, world, ImageId=new_image(ec2), DryRun=True))[0] == "DryRunOperation"
 
 
 def test_errors_are_ec2_xml(emu: EmulatorProcess, ec2: Any, world: dict[str, str]) -> None:
