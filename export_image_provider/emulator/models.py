@@ -123,7 +123,7 @@ class ExportImageBackend:
     def settle(self, now: float) -> None:
         """Move every task whose next transition is due; writes completed objects."""
         for task in list(self.tasks.values()):
-            if task.status == "active":
+            if task.status == "active" and task.captured is None:
                 self._advance_active(task, now)
             if task.status == "deleting" and task.cancelled_at is not None:
                 if now >= task.cancelled_at + task.config.deleting_seconds:
@@ -265,6 +265,7 @@ class ExportImageBackend:
         if dry_run:
             return
         task.status, task.status_message, task.cancelled_at = "deleting", CANCELLED_STATUS_MESSAGE, now
+        task.captured = None
         self.settle(now)
 
     @_locked
@@ -332,6 +333,25 @@ class ExportBackends:
         with self.lock:
             self.config = self.config.updated(changes)
             return self.config
+
+    def replay(self, account_id: str, region: str, record: Mapping[str, Any], disk_image_format: str,
+               image_id: str | None = None) -> dict[str, Any]:
+        """Add a task that answers DescribeExportImageTasks with ``record`` as captured on AWS.
+
+        ``disk_image_format`` (and ``image_id``) are what the capture does not
+        show; DescribeExportTasks and the per-AMI rule use them.
+        """
+        location = record.get("S3ExportLocation") or {}
+        request = ExportRequest(image_id or "ami-00000000000000000", disk_image_format.upper(), location["S3Bucket"],
+                                location.get("S3Prefix"), description=record.get("Description"))
+        tags = {t["Key"]: t.get("Value", "") for t in record.get("Tags") or ()}
+        with self.lock:
+            backend = self.get(account_id, region)
+            task = ExportTask(record["ExportImageTaskId"], self.next_seq(), request, self.now(), self.config, tags,
+                              status=record["Status"], status_message=record.get("StatusMessage"),
+                              captured=dict(record))
+            backend.tasks[task.task_id] = task
+            return task.record(self.now())
 
     def settle_all(self) -> None:
         with self.lock:

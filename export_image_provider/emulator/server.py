@@ -21,6 +21,9 @@ access control is switched on. Control endpoints (JSON in, JSON out):
                                   the start-up config
   POST /_emulator/advance         {"seconds": s}: move the emulator clock forward
   GET  /_emulator/tasks           every export task with AccountId and Region
+  POST /_emulator/tasks           {"record": {...}, "disk_image_format": "VHD", "image_id"?, "region"?,
+                                  "account_id"?}: replay a DescribeExportImageTasks record captured
+                                  on AWS verbatim (tests/data/aws/); it never advances
   GET  /_emulator/calls           {"calls": {"ec2:DescribeExportImageTasks": 3, ...},
                                    "faults": {"throttled": n, "errors": m}}
   GET  /_emulator/calls?detail=1  the same with "calls" the last 10000 calls, oldest first:
@@ -213,7 +216,7 @@ class EmulatorApp:
             body = _read_json(environ) if method == "POST" else {}
             query = parse_qs(environ.get("QUERY_STRING", ""))
             status, payload = self._handle(method, name, body, query)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, KeyError) as exc:
             status, payload = "400 Bad Request", {"error": str(exc)}
         data = json.dumps(payload).encode()
         start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
@@ -238,6 +241,10 @@ class EmulatorApp:
             return ok, {"reset": True, "config": self.backends.config.to_dict()}
         if name == "advance" and method == "POST":
             return ok, {"offset": self.backends.advance(float(body.get("seconds", 0)))}
+        if name == "tasks" and method == "POST":
+            record = self.backends.replay(body.get("account_id", "123456789012"), body.get("region", "us-east-1"),
+                                          body["record"], body["disk_image_format"], body.get("image_id"))
+            return ok, {"task": record}
         if name == "tasks" and method == "GET":
             self.backends.settle_all()
             return ok, {"tasks": self.backends.snapshot()}

@@ -59,6 +59,8 @@ class ExportTask:
     status_message: str | None = None
     ended_at: float | None = None
     cancelled_at: float | None = None
+    captured: dict[str, Any] | None = None
+    """A record replayed as captured on AWS (``POST /_emulator/tasks``): answered verbatim, never advanced."""
 
     @property
     def deadline(self) -> float:
@@ -80,6 +82,11 @@ class ExportTask:
 
     def record(self, now: float) -> dict[str, Any]:
         """The DescribeExportImageTasks record: no ImageId, DiskImageFormat or RoleName (as captured)."""
+        if self.captured is not None:
+            out = dict(self.captured)
+            if "Tags" in out or self.tags:
+                out["Tags"] = [{"Key": k, "Value": v} for k, v in self.tags.items()]
+            return out
         location = {"S3Bucket": self.request.s3_bucket}
         if self.request.s3_prefix is not None:
             location["S3Prefix"] = self.request.s3_prefix
