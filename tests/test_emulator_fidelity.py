@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -18,11 +17,9 @@ import botocore.config
 import pytest
 
 from conftest import REPO_ROOT, EmulatorProcess
-from export_image_provider.emulator.seed import seed
 from export_image_provider.emulator.unsettled import CONVERTING_FROM_PROGRESS, RECORD_RETENTION_SECONDS
-from test_emulator import describe, error_of, new_image, start
+from test_emulator import describe, ec2, error_of, new_image, start, world  # noqa: F401 - fixtures
 
-ACCOUNT = "123456789012"
 
 
 @pytest.fixture()
@@ -30,16 +27,6 @@ def emu(emulator: EmulatorProcess) -> EmulatorProcess:
     emulator.reset(config=True)
     yield emulator
     emulator.reset(config=True)
-
-
-@pytest.fixture(scope="module")
-def world(emulator: EmulatorProcess) -> dict[str, str]:
-    return seed(emulator.url, emulator.region)
-
-
-@pytest.fixture()
-def ec2(emu: EmulatorProcess) -> Any:
-    return emu.client("ec2")
 
 
 # --- shapes (facts: "Observed on real AWS, ImageId is absent"; ExportImage's RoleName/Tags) ---------------
