@@ -164,10 +164,7 @@ class ExportImageResponse:
 
     @_ec2_errors
     def cancel_export_task(self) -> EmptyResult:
-        task_id = _required(self, "ExportTaskId")
-        _backend(self).cancel(task_id, dry_run=_dry_run(self))
-        if _dry_run(self):
-            raise DryRunClientError()
+        _backend(self).cancel(_required(self, "ExportTaskId"))  # CancelExportTask has no DryRun parameter
         return EmptyResult()
 
     @_ec2_errors
