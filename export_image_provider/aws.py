@@ -339,8 +339,7 @@ class AwsGateway:
         if not ids:
             return {}
         try:
-            pages = self.ec2.get_paginator("describe_export_image_tasks").paginate(ExportImageTaskIds=ids)
-            return {t.task_id: t for page in pages for t in map(ExportTask.from_aws, page["ExportImageTasks"])}
+            return self._follow_pages(ids)
         except botocore.exceptions.ClientError as error:
             if not error.response.get("Error", {}).get("Code", "").startswith("InvalidExportTaskID"):
                 raise translate("DescribeExportImageTasks", error) from error
@@ -350,6 +349,50 @@ class AwsGateway:
             return {**self._describe_batch(ids[:middle]), **self._describe_batch(ids[middle:])}
         except Exception as error:  # noqa: BLE001
             raise translate("DescribeExportImageTasks", error) from error
+
+    def _follow_pages(self, ids: list[str]) -> dict[str, ExportTask]:
+        """Describe by ids; AWS may add a NextToken even then (facts file): follow it until every id is in.
+
+        Once every id has its record the token is ignored; a token that comes back
+        twice while ids are still missing is an error, never an empty answer (which
+        would read as 'the task is gone').
+        """
+        found: dict[str, ExportTask] = {}
+        request: dict[str, Any] = {"ExportImageTaskIds": ids}
+        seen: set[str] = set()
+        while True:
+            page = self.ec2.describe_export_image_tasks(**request)
+            found.update((t.task_id, t) for t in map(ExportTask.from_aws, page.get("ExportImageTasks") or ()))
+            token = page.get("NextToken")
+            if not token or set(ids) <= found.keys():
+                return found
+            if token in seen:
+                raise ExportError("DescribeExportImageTasks", "RepeatedNextToken",
+                                  f"AWS returned the NextToken {token[:20]}... twice for ids {', '.join(ids[:3])}")
+            seen.add(token)
+            request["NextToken"] = token
+
+    def export_location(self, task_id: str) -> tuple[str, str, str] | None:
+        """(DiskImageFormat, S3Bucket, S3Key) of an export-ami task from DescribeExportTasks, or None.
+
+        DescribeExportImageTasks records carry no format (and often no ImageId);
+        the older DescribeExportTasks lists export-ami tasks with their
+        ExportToS3Task. None when AWS does not know the task there or the caller
+        may not call it (ec2:DescribeExportTasks is not in the documented caller policy).
+        """
+        try:
+            tasks = self.ec2.describe_export_tasks(ExportTaskIds=[task_id]).get("ExportTasks") or []
+        except botocore.exceptions.ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if code.startswith("InvalidExportTaskID") or code in ("UnauthorizedOperation", "AccessDenied"):
+                return None
+            raise translate("DescribeExportTasks", error) from error
+        except Exception as error:  # noqa: BLE001
+            raise translate("DescribeExportTasks", error) from error
+        target = next((t.get("ExportToS3Task") or {} for t in tasks if t.get("ExportTaskId") == task_id), None)
+        if not target or not target.get("DiskImageFormat"):
+            return None
+        return str(target["DiskImageFormat"]).upper(), target.get("S3Bucket", ""), target.get("S3Key", "")
 
     def tasks_tagged(self, key: str, value: str) -> Iterator[ExportTask]:
         """Active and completed tasks carrying tag ``key=value``.

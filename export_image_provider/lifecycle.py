@@ -226,8 +226,10 @@ def wait_until_exported(
 def adopt(spec: ExportSpec, gateway: AwsGateway) -> ExportTask:
     """Bring a task started outside Pulumi under management, if it is what the inputs describe.
 
-    AWS's task record has no format or role, so those are checked only through
-    the object of a completed task (its key ends in the format's extension).
+    AWS's task record has no format or role, and on AWS usually no ImageId
+    either (facts file): the image is compared only when the record carries it.
+    The format and key come from DescribeExportTasks where AWS answers it, and
+    a completed task's object must exist under the key the inputs give.
     """
     task_id = spec.existing_task_id or ""
     task = gateway.describe(task_id)
@@ -237,13 +239,20 @@ def adopt(spec: ExportSpec, gateway: AwsGateway) -> ExportTask:
     if task.status not in ("active", "completed"):
         raise ExportFailed(f"existing_task_id: export task {task_id} is {task.status} "
                            f"({task.status_message or 'no message'}) and cannot be adopted: drop existing_task_id")
-    theirs = {"image_id": task.image_id, "s3_bucket": task.s3_bucket, "s3_prefix": task.s3_prefix or "",
-              "description": task.description}
+    theirs = {"s3_bucket": task.s3_bucket, "s3_prefix": task.s3_prefix or "", "description": task.description}
+    if task.image_id is not None:
+        theirs["image_id"] = task.image_id
+    location = gateway.export_location(task_id)
+    if location is not None:
+        theirs["disk_image_format"] = location[0]
     for name, value in theirs.items():
         if value != getattr(spec, name):
             raise ExportFailed(f"existing_task_id: export task {task_id} has {name}={value!r} but the {name} "
                                f"argument is {getattr(spec, name)!r}: set {name} to the task's, or drop existing_task_id")
     key = spec.s3_key(task_id)
+    if location is not None and location[2] and location[2] != key:
+        raise ExportFailed(f"existing_task_id: export task {task_id} writes s3://{location[1]}/{location[2]}, not "
+                           f"s3://{spec.s3_bucket}/{key}: check s3_prefix and disk_image_format")
     if task.status == "completed" and not gateway.object_exists(spec.s3_bucket, key):
         raise ExportFailed(f"existing_task_id: export task {task_id} completed, but s3://{spec.s3_bucket}/{key} "
                            "does not exist: check disk_image_format, or the image was deleted")

@@ -323,9 +323,11 @@ def test_existing_task_is_adopted_without_starting_another(world, emulator, prov
 @pytest.mark.parametrize(
     "changes, words",
     [
-        ({"image_id": "ami-0123456789abcdef0"}, "has image_id="),
+        # AWS's records carry no ImageId (facts file), so a wrong image_id cannot be told; the inputs
+        # the record does carry, and the format DescribeExportTasks reports, are compared
+        ({"description": "not theirs"}, "has description=None but the description argument is 'not theirs'"),
         ({"s3_prefix": "other/"}, "has s3_prefix='exports/' but the s3_prefix argument is 'other/'"),
-        ({"disk_image_format": "RAW"}, "check disk_image_format"),
+        ({"disk_image_format": "RAW"}, "has disk_image_format='VMDK' but the disk_image_format argument is 'RAW'"),
     ],
 )
 def test_existing_task_that_does_not_match_the_inputs_is_refused(world, emulator, provider, changes, words):

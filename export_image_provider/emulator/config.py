@@ -14,9 +14,17 @@ Tasks -- captured by each task when it is created:
   ``fail_message`` ("ClientError: Disk validation failed [...]"): its StatusMessage.
   ``stall_at_progress`` (None, 0..100): the task climbs until its Progress would
   pass this value, then stays active there for ever (cancel still works).
-  ``expire_after_seconds`` (None): ended records vanish this long after ending.
-Limits -- read at each ExportImage call:
+  ``expire_after_seconds`` (604800, 7 days; a guess, see unsettled.py): ended records
+  vanish this long after ending (emulator clock); None keeps them for ever.
+Limits and answers -- read at each call:
   ``max_active`` (5): active export tasks per account and region.
+  ``by_id_next_token`` (None): a DescribeExportImageTasks by ids carries a NextToken,
+  as seen on AWS: "partial" (one record per page) or "trailing" (all records, then a
+  token to an empty page).
+  ``caller_policy`` (false): evaluate the IAM policies of the calling identity (moto's
+  IAM access control): requests must be signed with keys of an IAM user of the account,
+  EC2 answers UnauthorizedOperation, S3 AccessDenied; ExportImage also needs
+  iam:PassRole on the service role.
 Request faults -- read at each AWS request (never at ``/_emulator/*``):
   ``throttle_fraction`` (0.0): share of requests answered HTTP 503
   ``RequestLimitExceeded`` (S3: ``SlowDown``; IAM/STS: ``Throttling``).
@@ -24,6 +32,13 @@ Request faults -- read at each AWS request (never at ``/_emulator/*``):
   ``latency_seconds`` (0.0): sleep before answering every request.
   ``fault_seed`` (None): seeds the fault dice afresh whenever the config is set
   or reset; None draws from system randomness.
+  ``lose_responses`` (0): the next N matching requests are applied, then their
+  connection is dropped without an answer (the client sees a lost response and retries);
+  counts down.
+  ``lose_responses_of`` (None): which requests, e.g. "ec2:ExportImage"; None: any.
+  ``deny_actions`` (""): comma-separated ``service:Action`` names (e.g.
+  "s3:HeadObject,s3:DeleteObject") answered HTTP 403 (S3 AccessDenied, EC2
+  UnauthorizedOperation) before the backend sees them.
 """
 
 from __future__ import annotations
@@ -32,6 +47,8 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from .unsettled import BY_ID_NEXT_TOKEN_MODES, DELETING_SECONDS, RECORD_RETENTION_SECONDS
 
 
 @dataclass(frozen=True)
@@ -45,15 +62,20 @@ class EmulatorConfig:
 
     export_seconds: float = 30.0
     max_active: int = 5
-    deleting_seconds: float = 1.0
+    deleting_seconds: float = DELETING_SECONDS
     fail_at_progress: int | None = None
     fail_message: str = "ClientError: Disk validation failed [Unsupported specified file format]"
-    expire_after_seconds: float | None = None
+    expire_after_seconds: float | None = RECORD_RETENTION_SECONDS
     stall_at_progress: int | None = None
     throttle_fraction: float = 0.0
     error_fraction: float = 0.0
     latency_seconds: float = 0.0
     fault_seed: int | None = None
+    by_id_next_token: str | None = None
+    caller_policy: bool = False
+    lose_responses: int = 0
+    lose_responses_of: str | None = None
+    deny_actions: str = ""
 
     def __post_init__(self) -> None:
         if self.export_seconds < 0 or self.deleting_seconds < 0:
@@ -73,6 +95,10 @@ class EmulatorConfig:
             raise ValueError("throttle_fraction + error_fraction must be <= 1")
         if self.latency_seconds < 0:
             raise ValueError("latency_seconds must be >= 0")
+        if self.by_id_next_token is not None and self.by_id_next_token not in BY_ID_NEXT_TOKEN_MODES:
+            raise ValueError(f"by_id_next_token must be null or one of {', '.join(BY_ID_NEXT_TOKEN_MODES)}")
+        if self.lose_responses < 0:
+            raise ValueError("lose_responses must be >= 0")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

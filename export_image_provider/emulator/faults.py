@@ -36,11 +36,12 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
+from xml.sax.saxutils import escape as xml_escape
 
 from .config import EmulatorConfig
 
 DETAIL_LIMIT = 10_000
-THROTTLED, ERRORS = "throttled", "errors"
+THROTTLED, ERRORS, DENIED = "throttled", "errors", "denied"
 
 _SCOPE_RE = re.compile(r"Credential=([^/,\s]+)/\d{8}/[^/]+/([^/]+)/aws4_request")
 _QUERY_SCOPE_RE = re.compile(r"^([^/]+)/\d{8}/[^/]+/([^/]+)/aws4_request$")
@@ -68,8 +69,12 @@ _ERRORS = {  # (protocol, fault) -> (code, message)
     ("query", ERRORS): ("InternalError", "An internal error has occurred."),
     ("json", THROTTLED): ("ThrottlingException", "Rate exceeded"),
     ("json", ERRORS): ("InternalError", "An internal error has occurred."),
+    ("ec2", DENIED): ("UnauthorizedOperation", "You are not authorized to perform this operation."),
+    ("s3", DENIED): ("AccessDenied", "Access Denied"),
+    ("query", DENIED): ("AccessDenied", "User is not authorized to perform this action"),
+    ("json", DENIED): ("AccessDeniedException", "User is not authorized to perform this action"),
 }
-_STATUS = {THROTTLED: "503 Service Unavailable", ERRORS: "500 Internal Server Error"}
+_STATUS = {THROTTLED: "503 Service Unavailable", ERRORS: "500 Internal Server Error", DENIED: "403 Forbidden"}
 
 
 @dataclass(frozen=True)
@@ -236,28 +241,33 @@ class FaultDice:
             self._config = None
 
 
-def fault_response(call: Call, fault: str, method: str) -> tuple[str, list[tuple[str, str]], bytes]:
-    """(status, headers, body) of a faulted call, in the error format of its service."""
-    code, message = _ERRORS[(call.protocol, fault)]
+def render_error(protocol: str, code: str, message: str, kind: str = "Sender") -> tuple[str, str, bytes]:
+    """(request id, content type, body) of an error in a protocol's own format: json, s3, ec2 or query."""
     request_id = str(uuid.uuid4())
-    headers = [("x-amzn-RequestId", request_id)]
-    if call.protocol == "json":
-        content_type = "application/x-amz-json-1.1"
-        body = json.dumps({"__type": code, "message": message}).encode()
-    elif call.protocol == "s3":
-        content_type = "application/xml"
-        headers.append(("x-amz-request-id", request_id))
+    if protocol == "json":
+        return request_id, "application/x-amz-json-1.1", json.dumps({"__type": code, "message": message}).encode()
+    message = xml_escape(message)
+    if protocol == "s3":
         body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message>'
-                f"<RequestId>{request_id}</RequestId><HostId>emulator</HostId></Error>").encode()
-    elif call.protocol == "ec2":
-        content_type = "text/xml;charset=UTF-8"
+                f"<RequestId>{request_id}</RequestId><HostId>emulator</HostId></Error>")
+        return request_id, "application/xml", body.encode()
+    if protocol == "ec2":
         body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>{code}</Code>'
-                f"<Message>{message}</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>").encode()
-    else:
-        content_type = "text/xml"
-        kind = "Sender" if fault == THROTTLED else "Receiver"
-        body = (f"<ErrorResponse><Error><Type>{kind}</Type><Code>{code}</Code><Message>{message}</Message>"
-                f"</Error><RequestId>{request_id}</RequestId></ErrorResponse>").encode()
+                f"<Message>{message}</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>")
+        return request_id, "text/xml;charset=UTF-8", body.encode()
+    body = (f"<ErrorResponse><Error><Type>{kind}</Type><Code>{code}</Code><Message>{message}</Message>"
+            f"</Error><RequestId>{request_id}</RequestId></ErrorResponse>")
+    return request_id, "text/xml", body.encode()
+
+
+def fault_response(call: Call, fault: str, method: str, message: str | None = None) -> tuple[str, list[tuple[str, str]], bytes]:
+    """(status, headers, body) of a faulted call, in the error format of its service."""
+    code, default_message = _ERRORS[(call.protocol, fault)]
+    kind = "Receiver" if fault == ERRORS else "Sender"
+    request_id, content_type, body = render_error(call.protocol, code, message or default_message, kind)
+    headers = [("x-amzn-RequestId", request_id)]
+    if call.protocol == "s3":
+        headers.append(("x-amz-request-id", request_id))
     if method == "HEAD":
         body = b""
     headers += [("Content-Type", content_type), ("Content-Length", str(len(body)))]

@@ -40,25 +40,13 @@ from .config import EmulatorConfig
 from .curve import progress_at  # re-exported: the progress curve lives in curve.py
 from .task import ExportRequest, ExportTask, placeholder_body  # re-exported: the task records
 
-# --- Unsettled behaviour: every guess the AWS sources leave open lives here (the durations of
-# 'deleting' and of record retention are EmulatorConfig fields: deleting_seconds, expire_after_seconds).
-UNSETTLED_ERROR_CODES = {
-    "bucket_missing": "InvalidParameter",
-    "bucket_other_region": "InvalidParameter",
-    "bucket_kms": "InvalidParameter",
-    "ami_not_owned": "NotExportable",
-    "ami_export_in_progress": "IncorrectState",
-    "too_many_active": "ResourceLimitExceeded",
-    "cancel_not_cancellable": "IncorrectState",
-    "bad_next_token": "InvalidPaginationToken",
-}
-FINAL_TRANSFER_FRACTION = 0.97
-"""From this elapsed fraction on the image is 'transferring its final image' and
-CancelExportTask is refused like on a completed task."""
-FAILED_STATUS = "deleted"
-"""Failed export tasks end like failed import tasks: ``deleted`` + ``ClientError: ...``."""
-CANCELLED_STATUS_MESSAGE: str | None = None
-"""A cancelled task shows no StatusMessage while ``deleting`` and once ``deleted``."""
+# Every guess about AWS lives in unsettled.py (re-exported here under its old names).
+from .unsettled import (  # noqa: E402,F401
+    CANCELLED_STATUS_MESSAGE,
+    FAILED_STATUS,
+    FINAL_TRANSFER_FRACTION,
+    UNSETTLED_ERROR_CODES,
+)
 
 DISK_IMAGE_FORMATS = ("VMDK", "RAW", "VHD")
 EXPORT_TASK_ID_RE = re.compile(r"^export-(ami|i)-([0-9a-z]{8}|[0-9a-z]{17})$")
@@ -68,12 +56,13 @@ MAX_TAGS = 50
 MAX_RESULTS_RANGE = (1, 500)
 
 class ExportError(Exception):
-    """An EC2 API error: the responses layer turns it into an HTTP 400 XML body."""
+    """An EC2 API error: the responses layer turns it into an EC2 XML body (HTTP ``status``)."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, status: int = 400):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        self.status = status
 
 
 class World(Protocol):
@@ -134,7 +123,7 @@ class ExportImageBackend:
     def settle(self, now: float) -> None:
         """Move every task whose next transition is due; writes completed objects."""
         for task in list(self.tasks.values()):
-            if task.status == "active":
+            if task.status == "active" and task.captured is None:
                 self._advance_active(task, now)
             if task.status == "deleting" and task.cancelled_at is not None:
                 if now >= task.cancelled_at + task.config.deleting_seconds:
@@ -165,9 +154,13 @@ class ExportImageBackend:
 
     # -- API operations -----------------------------------------------------
     @_locked
-    def export_image(self, req: ExportRequest) -> dict[str, Any]:
+    def export_image(self, req: ExportRequest, dry_run: bool = False) -> dict[str, Any] | None:
+        """Start a task (or return the ClientToken's original); ``dry_run``: validate only, return None."""
         now = self.registry.now()
         self.settle(now)
+        if dry_run:
+            self._validate(req)
+            return None
         if req.client_token is not None:
             if len(req.client_token) > 64:
                 raise ExportError("InvalidParameterValue", "ClientToken must be at most 64 characters")
@@ -202,7 +195,7 @@ class ExportImageBackend:
         if busy is not None:
             msg = f"An export of image {req.image_id} is already in progress: {busy.task_id}"
             raise ExportError(codes["ami_export_in_progress"], msg)
-        limit = self.registry.config.max_active
+        limit = self.registry.config.max_active  # AWS counts import tasks too; moto 5.2 has none to count
         if len(active) >= limit:
             msg = f"You have reached the maximum of {limit} export tasks in progress in {self.region}"
             raise ExportError(codes["too_many_active"], msg)
@@ -223,6 +216,7 @@ class ExportImageBackend:
         max_results: int | None = None,
         next_token: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of records and the NextToken; by ids, ``by_id_next_token`` may add a token."""
         now = self.registry.now()
         self.settle(now)
         for name in filters or {}:
@@ -241,11 +235,23 @@ class ExportImageBackend:
         if next_token:
             after = _decode_token(next_token)
             tasks = [t for t in tasks if t.seq > after]
+        mode = self.registry.config.by_id_next_token if task_ids else None
+        page = 1 if mode == "partial" and max_results is None else max_results
         token = None
-        if max_results is not None and len(tasks) > max_results:
-            tasks = tasks[:max_results]
+        if page is not None and len(tasks) > page:
+            tasks = tasks[:page]
+            token = _encode_token(tasks[-1].seq)
+        if mode == "trailing" and token is None and not next_token and tasks:
             token = _encode_token(tasks[-1].seq)
         return [t.record(now) for t in tasks], token
+
+    @_locked
+    def describe_export_tasks(self, task_ids: list[str] | None = None) -> list[dict[str, Any]]:
+        """DescribeExportTasks: export-ami tasks with ExportToS3Task (format, bucket, key) and State."""
+        self.settle(self.registry.now())
+        if task_ids:
+            return [self._get(task_id).export_task() for task_id in dict.fromkeys(task_ids)]
+        return [t.export_task() for t in self.tasks.values()]
 
     @_locked
     def cancel(self, task_id: str) -> None:
@@ -257,25 +263,26 @@ class ExportImageBackend:
             msg = f"Export task {task_id} cannot be cancelled: it is {stage}"
             raise ExportError(UNSETTLED_ERROR_CODES["cancel_not_cancellable"], msg)
         task.status, task.status_message, task.cancelled_at = "deleting", CANCELLED_STATUS_MESSAGE, now
+        task.captured = None
         self.settle(now)
 
     @_locked
-    def create_tags(self, task_ids: list[str], tags: Mapping[str, str]) -> None:
+    def create_tags(self, task_ids: list[str], tags: Mapping[str, str], dry_run: bool = False) -> None:
         self.settle(self.registry.now())
         validate_tags(tags)
         tasks = [self._get(task_id) for task_id in task_ids]
         for task in tasks:
             if len({**task.tags, **tags}) > MAX_TAGS:
                 raise ExportError("TagLimitExceeded", f"A resource can have at most {MAX_TAGS} tags")
-        for task in tasks:
+        for task in tasks if not dry_run else ():
             task.tags.update(tags)
 
     @_locked
-    def delete_tags(self, task_ids: list[str], tags: list[dict[str, Any]] | None) -> None:
+    def delete_tags(self, task_ids: list[str], tags: list[dict[str, Any]] | None, dry_run: bool = False) -> None:
         """EC2 semantics: no Tags deletes all; a Key alone deletes any value; Key+Value only that value."""
         self.settle(self.registry.now())
         tasks = [self._get(task_id) for task_id in task_ids]
-        for task in tasks:
+        for task in tasks if not dry_run else ():
             if not tags:
                 task.tags.clear()
                 continue
@@ -325,6 +332,25 @@ class ExportBackends:
             self.config = self.config.updated(changes)
             return self.config
 
+    def replay(self, account_id: str, region: str, record: Mapping[str, Any], disk_image_format: str,
+               image_id: str | None = None) -> dict[str, Any]:
+        """Add a task that answers DescribeExportImageTasks with ``record`` as captured on AWS.
+
+        ``disk_image_format`` (and ``image_id``) are what the capture does not
+        show; DescribeExportTasks and the per-AMI rule use them.
+        """
+        location = record.get("S3ExportLocation") or {}
+        request = ExportRequest(image_id or "ami-00000000000000000", disk_image_format.upper(), location["S3Bucket"],
+                                location.get("S3Prefix"), description=record.get("Description"))
+        tags = {t["Key"]: t.get("Value", "") for t in record.get("Tags") or ()}
+        with self.lock:
+            backend = self.get(account_id, region)
+            task = ExportTask(record["ExportImageTaskId"], self.next_seq(), request, self.now(), self.config, tags,
+                              status=record["Status"], status_message=record.get("StatusMessage"),
+                              captured=dict(record))
+            backend.tasks[task.task_id] = task
+            return task.record(self.now())
+
     def settle_all(self) -> None:
         with self.lock:
             now = self.now()
@@ -340,7 +366,7 @@ class ExportBackends:
         with self.lock:
             now = self.now()
             return [
-                {"AccountId": b.account_id, "Region": b.region, **t.export_response(now)}
+                {"AccountId": b.account_id, "Region": b.region, **t.debug(now)}
                 for b in self._backends.values()
                 for t in b.tasks.values()
             ]

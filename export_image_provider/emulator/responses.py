@@ -16,9 +16,12 @@ from typing import Any
 
 from moto.core.responses import ActionResult, EmptyResult
 from moto.ec2.exceptions import DryRunClientError, EC2ClientError
+from werkzeug.exceptions import HTTPException
+
+from .faults import render_error
 
 from .models import TASK_RESOURCE_TYPE, ExportBackends, ExportError, ExportRequest
-from .world import MotoWorld, record_created_image, record_registered_image
+from .world import MotoWorld, check_pass_role, record_created_image, record_registered_image
 
 export_backends = ExportBackends(MotoWorld())
 """The process-wide export backends, beside moto's own process-wide backends."""
@@ -27,7 +30,8 @@ ORIGINALS: dict[str, Callable[[Any], Any]] = {}
 """moto's EC2Response methods that ``server.install`` wrapped, by name."""
 
 TASK_ID_PREFIX = "export-ami-"
-NEW_ACTIONS = ("export_image", "describe_export_image_tasks", "cancel_export_task")
+NEW_ACTIONS = ("export_image", "describe_export_image_tasks", "cancel_export_task", "describe_export_tasks",
+               "_determine_resource")
 WRAPPED_ACTIONS = ("create_tags", "delete_tags", "register_image", "create_image")
 
 
@@ -39,10 +43,24 @@ def _ec2_errors(method: Callable[[Any], Any]) -> Callable[[Any], Any]:
         try:
             return method(self)
         except ExportError as exc:
+            if exc.status == 403:
+                raise Ec2Forbidden(exc.code, exc.message) from None
             raise EC2ClientError(exc.code, exc.message) from None
 
     wrapper.__export_emulator__ = True  # type: ignore[attr-defined]
     return wrapper
+
+
+class Ec2Forbidden(HTTPException):
+    """An EC2 XML error answered HTTP 403 (moto's EC2 errors are all 400): UnauthorizedOperation."""
+
+    code = 403
+
+    def __init__(self, error_code: str, message: str):
+        super().__init__(description=render_error("ec2", error_code, message)[2].decode())
+
+    def get_headers(self, *args: Any, **kwargs: Any) -> list[tuple[str, str]]:
+        return [("Content-Type", "text/xml;charset=UTF-8")]
 
 
 def _required(response: Any, name: str) -> Any:
@@ -68,9 +86,19 @@ def _backend(response: Any) -> Any:
     return export_backends.get(response.current_account, response.region)
 
 
-def _dry_run(response: Any) -> None:
-    if response._get_param("DryRun", False):
-        raise DryRunClientError()
+def _dry_run(response: Any) -> bool:
+    return bool(response._get_param("DryRun", False))
+
+
+def _int_param(response: Any, name: str) -> int | None:
+    value = response._get_param(name)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ExportError("InvalidParameterValue", f"Value ({value}) for parameter {name} is invalid. "
+                          "Expecting an integer") from None
 
 
 def _split_ids(ids: list[str]) -> tuple[list[str], list[str]]:
@@ -111,20 +139,24 @@ class ExportImageResponse:
             tags=_tag_specifications(self._get_param("TagSpecifications", [])),
             client_token=self._get_param("ClientToken"),
         )
-        _dry_run(self)
-        return ActionResult(_backend(self).export_image(request))
+        if export_backends.config.caller_policy:
+            check_pass_role(self, request.role_name or "vmimport")
+        result = _backend(self).export_image(request, dry_run=_dry_run(self))
+        if result is None:
+            raise DryRunClientError()
+        return ActionResult(result)
 
     @_ec2_errors
     def describe_export_image_tasks(self) -> ActionResult:
         filters = {f.get("Name"): f.get("Values", []) for f in self._get_param("Filters", [])}
-        max_results = self._get_param("MaxResults")
-        _dry_run(self)
         tasks, token = _backend(self).describe(
             task_ids=self._get_param("ExportImageTaskIds", []),
             filters=filters,
-            max_results=int(max_results) if max_results is not None else None,
+            max_results=_int_param(self, "MaxResults"),
             next_token=self._get_param("NextToken"),
         )
+        if _dry_run(self):
+            raise DryRunClientError()
         result: dict[str, Any] = {"ExportImageTasks": tasks}
         if token:
             result["NextToken"] = token
@@ -132,10 +164,24 @@ class ExportImageResponse:
 
     @_ec2_errors
     def cancel_export_task(self) -> EmptyResult:
-        task_id = _required(self, "ExportTaskId")
-        _dry_run(self)
-        _backend(self).cancel(task_id)
+        _backend(self).cancel(_required(self, "ExportTaskId"))  # CancelExportTask has no DryRun parameter
         return EmptyResult()
+
+    @_ec2_errors
+    def describe_export_tasks(self) -> ActionResult:
+        """The older call; lists export-ami tasks (the emulator has no instance exports)."""
+        tasks = _backend(self).describe_export_tasks(self._get_param("ExportTaskIds", []))
+        if _dry_run(self):
+            raise DryRunClientError()
+        return ActionResult({"ExportTasks": tasks})
+
+    def _determine_resource(self) -> str:
+        """The resource moto's IAM access control checks: an export-image-task ARN for its tags."""
+        if self._get_action() in ("CreateTags", "DeleteTags"):  # type: ignore[attr-defined]
+            ours, rest = _split_ids(self._get_param("Resources", []))
+            if ours and not rest:
+                return f"arn:aws:ec2:{self.region}:{self.current_account}:{TASK_RESOURCE_TYPE}/{ours[0]}"
+        return "*"
 
     @_ec2_errors
     def create_tags(self) -> Any:
@@ -143,7 +189,9 @@ class ExportImageResponse:
         if not ours:
             return ORIGINALS["create_tags"](self)
         tags = {t.get("Key", ""): t.get("Value", "") for t in self._get_param("Tags", [])}
-        _dry_run(self)
+        if _dry_run(self):
+            _backend(self).create_tags(ours, tags, dry_run=True)
+            raise DryRunClientError()
         if rest:
             _call_original_with_resources(self, "create_tags", rest)
         _backend(self).create_tags(ours, tags)
@@ -155,7 +203,9 @@ class ExportImageResponse:
         if not ours:
             return ORIGINALS["delete_tags"](self)
         tags = self._get_param("Tags")
-        _dry_run(self)
+        if _dry_run(self):
+            _backend(self).delete_tags(ours, tags, dry_run=True)
+            raise DryRunClientError()
         if rest:
             _call_original_with_resources(self, "delete_tags", rest)
         _backend(self).delete_tags(ours, tags)
@@ -181,3 +231,6 @@ class ExportImageResponse:
         if isinstance(result, ActionResult) and isinstance(result.result, dict):
             record_created_image(self.ec2_backend, result.result["ImageId"])  # type: ignore[attr-defined]
         return result
+
+
+ExportImageResponse._determine_resource.__export_emulator__ = True  # type: ignore[attr-defined]

@@ -36,13 +36,18 @@ VMIMPORT_TRUST = {
 
 
 def _vmimport_policy(bucket: str) -> dict[str, Any]:
+    """policies/vmimport-role-policy.json for ``bucket``, widened to every bucket of the account.
+
+    The emulator checks the role's permissions like AWS (world.py); tests and
+    demos create further buckets and export to them with the seeded role.
+    """
     return {
         "Version": "2012-10-17",
         "Statement": [
             {
                 "Effect": "Allow",
                 "Action": ["s3:GetBucketLocation", "s3:GetObject", "s3:ListBucket", "s3:PutObject", "s3:GetBucketAcl"],
-                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*", "arn:aws:s3:::*", "arn:aws:s3:::*/*"],
             },
             {
                 "Effect": "Allow",

@@ -8,15 +8,22 @@ the deadline finds the object without anyone having polled, and it serves the
 ``/_emulator/*`` control endpoint used by tests and benchmarks.
 
 Every AWS request is counted (``faults.classify``) and may be delayed
-(``latency_seconds``), throttled or failed (``throttle_fraction``,
-``error_fraction``, ``fault_seed``) before moto sees it; control requests are
-neither counted nor faulted. Control endpoints (JSON in, JSON out):
+(``latency_seconds``), throttled, failed or denied (``throttle_fraction``,
+``error_fraction``, ``fault_seed``, ``deny_actions``) before moto sees it, or
+applied and then left unanswered (``lose_responses``: the connection is dropped);
+control requests are neither counted nor faulted. Whatever moto cannot answer
+(an action it lacks, a crash) is answered as an error in the service's own
+format (EC2 XML, ...), never as an HTML page. With ``caller_policy`` moto's IAM
+access control is switched on. Control endpoints (JSON in, JSON out):
 
   GET  /_emulator/config          the config; POST merges fields into it (400 if invalid)
   POST /_emulator/reset           drop tasks and call counts; {"config": true} also restores
                                   the start-up config
   POST /_emulator/advance         {"seconds": s}: move the emulator clock forward
   GET  /_emulator/tasks           every export task with AccountId and Region
+  POST /_emulator/tasks           {"record": {...}, "disk_image_format": "VHD", "image_id"?, "region"?,
+                                  "account_id"?}: replay a DescribeExportImageTasks record captured
+                                  on AWS verbatim (tests/data/aws/); it never advances
   GET  /_emulator/calls           {"calls": {"ec2:DescribeExportImageTasks": 3, ...},
                                    "faults": {"throttled": n, "errors": m}}
   GET  /_emulator/calls?detail=1  the same with "calls" the last 10000 calls, oldest first:
@@ -30,6 +37,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -37,7 +45,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
+from moto import settings as moto_settings
 from moto.ec2.responses import EC2Response
+from moto.iam.access_control import IAMRequest
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
@@ -85,6 +95,21 @@ def install(cls: type = EC2Response) -> None:
                 responses.ORIGINALS[name] = current
         for name in (*responses.NEW_ACTIONS, *responses.WRAPPED_ACTIONS):
             setattr(cls, name, getattr(responses.ExportImageResponse, name))
+        if not _ours(IAMRequest._raise_access_denied):
+            IAMRequest._raise_access_denied = _ec2_unauthorized(IAMRequest._raise_access_denied)
+
+
+def _ec2_unauthorized(original: Callable[[Any], None]) -> Callable[[Any], None]:
+    """moto answers a denied EC2 call with AccessDenied; EC2 says UnauthorizedOperation (HTTP 403)."""
+
+    def raise_access_denied(self: Any) -> None:
+        if self._service == "ec2":
+            raise responses.Ec2Forbidden("UnauthorizedOperation", "You are not authorized to perform this operation. "
+                                         f"User: {self._access_key.arn} is not authorized to perform: {self._action}")
+        original(self)
+
+    raise_access_denied.__export_emulator__ = True  # type: ignore[attr-defined]
+    return raise_access_denied
 
 
 class EmulatorApp:
@@ -102,9 +127,11 @@ class EmulatorApp:
         if path.startswith(CONTROL_PREFIX):
             return self._control(environ, start_response, path[len(CONTROL_PREFIX):].strip("/"))
         call = faults.classify(environ)
+        config = self.backends.config
         if call is not None:
-            config = self.backends.config
             fault = self.dice.roll(config)
+            if fault is None and call.key in {a.strip() for a in config.deny_actions.split(",")}:
+                fault = faults.DENIED
             self.calls.record(call, fault)
             if config.latency_seconds > 0:
                 time.sleep(config.latency_seconds)
@@ -113,10 +140,75 @@ class EmulatorApp:
                 start_response(status, headers)
                 return [body]
         self.backends.settle_all()
-        result = self.inner(environ, start_response)
+        moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = 0 if config.caller_policy else float("inf")
+        if call is not None and self._loses(call):
+            return self._lose(environ)
+        result = self._answer(call, environ, start_response)
         if path.rstrip("/") == "/moto-api/reset" and environ.get("REQUEST_METHOD") == "POST":
             self.backends.reset()
         return result
+
+    def _loses(self, call: faults.Call) -> bool:
+        """Is this request's answer to be lost? Counts ``lose_responses`` down."""
+        with self.backends.lock:
+            config = self.backends.config
+            if config.lose_responses <= 0 or (config.lose_responses_of or call.key) != call.key:
+                return False
+            self.backends.set_config({"lose_responses": config.lose_responses - 1})
+            return True
+
+    def _lose(self, environ: dict[str, Any]) -> Iterable[bytes]:
+        """Apply the request, then drop the connection without answering it."""
+        answer = self.inner(environ, lambda *args, **kwargs: (lambda data: None))
+        try:
+            b"".join(answer)
+        finally:
+            getattr(answer, "close", lambda: None)()
+        connection = environ.get("werkzeug.socket")
+        if connection is not None:
+            connection.shutdown(socket.SHUT_RDWR)
+        raise ConnectionAbortedError("emulator: response lost on purpose (lose_responses)")
+
+    def _answer(self, call: faults.Call | None, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """moto's answer, or an error in the service's format where moto crashed or answered HTML."""
+        if call is None:
+            return self.inner(environ, start_response)
+        captured: list[Any] = []
+        try:
+            answer = self.inner(environ, lambda status, headers, exc_info=None: captured.extend([status, headers]))
+            try:
+                body = b"".join(answer)
+            finally:
+                getattr(answer, "close", lambda: None)()
+        except Exception as error:  # noqa: BLE001 - any crash becomes an AWS-shaped error
+            return self._crash(call, error, environ, start_response)
+        status, headers = captured[0], captured[1]
+        content_type = dict((k.lower(), v) for k, v in headers).get("content-type", "")
+        if "html" in content_type and int(status.split()[0]) >= 500:
+            return self._crash(call, None, environ, start_response)
+        start_response(status, headers)
+        return [body]
+
+    @staticmethod
+    def _crash(call: faults.Call, error: Exception | None, environ: dict[str, Any],
+               start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """An action moto lacks: 400 InvalidAction; a bad parameter: 400; anything else: 500 InternalError."""
+        if isinstance(error, NotImplementedError):
+            status, code, message = "400 Bad Request", "InvalidAction", \
+                f"The action {call.action} is not implemented by the emulator (moto)."
+        elif isinstance(error, (ValueError, TypeError)):
+            status, code, message = "400 Bad Request", "InvalidParameterValue", \
+                f"A parameter of {call.action} is invalid: {error}"
+        else:
+            logging.getLogger(__name__).error("emulator: %s failed", call.key, exc_info=error)
+            status, code, message = "500 Internal Server Error", "InternalError", \
+                f"The emulator failed to answer {call.action}: see its log."
+        request_id, content_type, body = faults.render_error(call.protocol, code, message)
+        if environ.get("REQUEST_METHOD") == "HEAD":
+            body = b""
+        start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body))),
+                                ("x-amzn-RequestId", request_id)])
+        return [body]
 
     def _control(self, environ: dict[str, Any], start_response: Callable[..., Any], name: str) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
@@ -124,7 +216,7 @@ class EmulatorApp:
             body = _read_json(environ) if method == "POST" else {}
             query = parse_qs(environ.get("QUERY_STRING", ""))
             status, payload = self._handle(method, name, body, query)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, KeyError) as exc:
             status, payload = "400 Bad Request", {"error": str(exc)}
         data = json.dumps(payload).encode()
         start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
@@ -149,6 +241,10 @@ class EmulatorApp:
             return ok, {"reset": True, "config": self.backends.config.to_dict()}
         if name == "advance" and method == "POST":
             return ok, {"offset": self.backends.advance(float(body.get("seconds", 0)))}
+        if name == "tasks" and method == "POST":
+            record = self.backends.replay(body.get("account_id", "123456789012"), body.get("region", "us-east-1"),
+                                          body["record"], body["disk_image_format"], body.get("image_id"))
+            return ok, {"task": record}
         if name == "tasks" and method == "GET":
             self.backends.settle_all()
             return ok, {"tasks": self.backends.snapshot()}

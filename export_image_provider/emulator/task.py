@@ -1,8 +1,12 @@
 """The records of emulated export tasks: what was asked, and what a task reports.
 
-``ExportTask`` stores its status; while active, its StatusMessage and Progress
-are derived from the elapsed time through the curve in ``curve.py`` (held at
-``stall_at_progress`` if that was set when the task was created). The state
+``ExportTask`` stores its status; while active, its Progress is derived from
+the elapsed time through the curve in ``curve.py`` (held at ``stall_at_progress``
+if that was set when the task was created) and its StatusMessage from that
+Progress (``status_message``; kept apart from the curve, which only shapes
+progress). The shapes of the answers follow real captures (facts file): task
+records carry no ImageId, DiskImageFormat or RoleName; ExportImage's answer has
+RoleName only when it was passed and Tags only when some were given. The state
 machine that moves tasks is in ``models.py``, which re-exports these names.
 """
 
@@ -13,6 +17,15 @@ from typing import Any
 
 from .config import EmulatorConfig
 from .curve import progress_at, stall_fraction
+from .unsettled import CONVERTING_FROM_PROGRESS, EXPORT_TASK_FORMAT_AS_REQUESTED, EXPORT_TASK_STATES
+
+
+def status_message(progress: str) -> str:
+    """StatusMessage of an active task at ``progress``: validating, updating, converting."""
+    value = int(progress)
+    if value == 0:
+        return "validating"
+    return "updating" if value < CONVERTING_FROM_PROGRESS else "converting"
 
 
 @dataclass
@@ -46,6 +59,8 @@ class ExportTask:
     status_message: str | None = None
     ended_at: float | None = None
     cancelled_at: float | None = None
+    captured: dict[str, Any] | None = None
+    """A record replayed as captured on AWS (``POST /_emulator/tasks``): answered verbatim, never advanced."""
 
     @property
     def deadline(self) -> float:
@@ -66,13 +81,17 @@ class ExportTask:
         return stall is not None and self.fraction(now) >= stall_fraction(stall)
 
     def record(self, now: float) -> dict[str, Any]:
-        """The DescribeExportImageTasks record: no DiskImageFormat, no RoleName."""
+        """The DescribeExportImageTasks record: no ImageId, DiskImageFormat or RoleName (as captured)."""
+        if self.captured is not None:
+            out = dict(self.captured)
+            if "Tags" in out or self.tags:
+                out["Tags"] = [{"Key": k, "Value": v} for k, v in self.tags.items()]
+            return out
         location = {"S3Bucket": self.request.s3_bucket}
         if self.request.s3_prefix is not None:
             location["S3Prefix"] = self.request.s3_prefix
         out: dict[str, Any] = {
             "ExportImageTaskId": self.task_id,
-            "ImageId": self.request.image_id,
             "S3ExportLocation": location,
             "Status": self.status,
             "Tags": [{"Key": k, "Value": v} for k, v in self.tags.items()],
@@ -81,7 +100,8 @@ class ExportTask:
             out["Description"] = self.request.description
         message, progress = self.status_message, None
         if self.status == "active":
-            message, progress = progress_at(self.fraction(now))
+            progress = progress_at(self.fraction(now))[1]
+            message = status_message(progress) if progress is not None else None
         if message is not None:
             out["StatusMessage"] = message
         if progress is not None:
@@ -89,10 +109,40 @@ class ExportTask:
         return out
 
     def export_response(self, now: float) -> dict[str, Any]:
+        """ExportImage's answer: ImageId and DiskImageFormat; RoleName only if passed, Tags only if given."""
         out = self.record(now)
+        out["ImageId"] = self.request.image_id
         out["DiskImageFormat"] = self.request.disk_image_format
-        out["RoleName"] = self.request.role_name or "vmimport"
+        if self.request.role_name is not None:
+            out["RoleName"] = self.request.role_name
+        if not self.request.tags:
+            out.pop("Tags")
         return out
+
+    def export_task(self) -> dict[str, Any]:
+        """The task as the older DescribeExportTasks lists it: the one read with the format."""
+        fmt = self.request.disk_image_format
+        out: dict[str, Any] = {
+            "ExportTaskId": self.task_id,
+            "ExportToS3Task": {
+                "DiskImageFormat": fmt if EXPORT_TASK_FORMAT_AS_REQUESTED else fmt.lower(),
+                "S3Bucket": self.request.s3_bucket,
+                "S3Key": self.object_key,
+            },
+            "State": EXPORT_TASK_STATES.get(self.status, self.status),
+            "Tags": [{"Key": k, "Value": v} for k, v in self.tags.items()],
+        }
+        if self.request.description is not None:
+            out["Description"] = self.request.description
+        if self.status_message is not None and self.status != "active":
+            out["StatusMessage"] = self.status_message
+        return out
+
+    def debug(self, now: float) -> dict[str, Any]:
+        """Everything known about the task (``/_emulator/tasks``), not an AWS shape."""
+        return {**self.record(now), "ImageId": self.request.image_id,
+                "DiskImageFormat": self.request.disk_image_format,
+                "RoleName": self.request.role_name or "vmimport"}
 
 
 def placeholder_body(task: ExportTask) -> bytes:
