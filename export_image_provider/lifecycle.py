@@ -177,7 +177,7 @@ def _start(spec: ExportSpec, gateway: AwsGateway, name: str, log: Log, policy: W
         log(f"{name}: waiting for a free export slot ({reason})")
 
     try:
-        task = queue_for(gateway.region).start(attempt, deadline, policy.first_delay, waiting)
+        task = queue_for(gateway.region).start(attempt, deadline, policy.first_delay, waiting, image_id=spec.image_id)
     except TimeoutError:
         raise ExportFailed(
             f"{name}: no export slot became free in {gateway.region} within timeout_minutes "
