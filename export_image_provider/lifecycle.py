@@ -122,7 +122,7 @@ def create_export(spec: ExportSpec, gateway: AwsGateway, log: Log, policy: WaitP
     except WaitFailed as failure:
         raise ExportFailed(f"{name}: {failure}") from None
     except WaitTimedOut as timeout:
-        raise ExportFailed(f"{name}: {timeout}") from None
+        raise ExportFailed(f"{name}: {timeout.explain(spec.timeout_minutes)}") from None
     except TaskVanished as vanished:
         if not gateway.object_exists(spec.s3_bucket, spec.s3_key(task.task_id)):
             raise ExportFailed(f"{name}: {vanished}, and no image was written") from None

@@ -15,6 +15,8 @@ Tasks -- captured by each task when it is created:
   ``stall_at_progress`` (None, 0..100): the task climbs until its Progress would
   pass this value, then stays active there for ever (cancel still works).
   ``expire_after_seconds`` (None): ended records vanish this long after ending.
+  ``progress_curve`` ("realistic"): the shape of Progress over the export, one of
+  ``curve.SHAPES``: realistic, classic, jump, late, steps (see ``curve.py``).
 Limits -- read at each ExportImage call:
   ``max_active`` (5): active export tasks per account and region.
 Request faults -- read at each AWS request (never at ``/_emulator/*``):
@@ -33,6 +35,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .curve import DEFAULT_SHAPE, SHAPES
+
 
 @dataclass(frozen=True)
 class EmulatorConfig:
@@ -50,6 +54,7 @@ class EmulatorConfig:
     fail_message: str = "ClientError: Disk validation failed [Unsupported specified file format]"
     expire_after_seconds: float | None = None
     stall_at_progress: int | None = None
+    progress_curve: str = DEFAULT_SHAPE
     throttle_fraction: float = 0.0
     error_fraction: float = 0.0
     latency_seconds: float = 0.0
@@ -66,6 +71,8 @@ class EmulatorConfig:
             raise ValueError("expire_after_seconds must be >= 0")
         if self.stall_at_progress is not None and not 0 <= self.stall_at_progress <= 100:
             raise ValueError("stall_at_progress must be within 0..100")
+        if self.progress_curve not in SHAPES:
+            raise ValueError(f"progress_curve must be one of {', '.join(SHAPES)}, not {self.progress_curve!r}")
         for name in ("throttle_fraction", "error_fraction"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be within 0..1")
