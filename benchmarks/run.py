@@ -128,7 +128,7 @@ def limit(bench: Bench) -> list[dict[str, Any]]:
     return [{
         "measure": f"limit: up of {count} exports, {slots} slots / ({waves} x export duration)",
         "figure": f"{elapsed['queued'] / ideal:.2f}",
-        "goal": "<= 1.20",
+        "goal": "full run: <= 1.20" if bench.quick else "<= 1.20",  # quick: CLI start-up outweighs 5 s exports
         "baseline": f"{elapsed['one after another'] / ideal:.2f} (one after another, run: up --parallel 1)",
         "detail": f"{elapsed['queued']:.1f}s vs {elapsed['one after another']:.1f}s for {count} exports of {seconds:g}s",
     }]
