@@ -1,10 +1,13 @@
-"""Polling cost and lag: the provider's waiter against a 30-second shell loop.
+"""Polling cost and lag: the provider's waiter against a 30-second shell loop, for every progress shape.
 
-Both wait for the same emulated export over real HTTP (boto3 to the emulator);
-what differs is when they poll. For the hour-long cases the emulator and the
-waiters share a simulated clock, so a 4-hour export takes a second; the
-60-second case runs on the wall clock. Lag is the time from the task's
-completion to the waiter noticing it; calls are DescribeExportImageTasks calls.
+Both wait for emulated exports over real HTTP (boto3 to the emulator); what
+differs is when they poll. The provider's waiter runs against every shape of
+the emulator's ``progress_curve`` (its own curve is only one of them); the
+shell loop polls blind, so its figures do not depend on the shape and it runs
+on the default one. For the long cases the emulator and the waiters share a
+simulated clock, so a 4-hour export takes a second; the 60-second case runs on
+the wall clock (default shape only). Lag is the time from the task's completion
+to the waiter noticing it; calls are DescribeExportImageTasks calls.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 
 from export_image_provider.aws import AwsGateway, ExportTask
 from export_image_provider.emulator import start_emulator
+from export_image_provider.emulator.curve import DEFAULT_SHAPE, SHAPES
 from export_image_provider.emulator.seed import seed
 from export_image_provider.spec import to_spec
 from export_image_provider.waiter import load_policy, wait_for_export
@@ -57,8 +61,8 @@ def shell_loop(describe: Callable[[], ExportTask | None], first: ExportTask, clo
 
 
 def _one(emulator, world, duration: float, clock: Callable[[], float], sleep: Callable[[float], None],
-         waiter: str, image_id: str) -> Result:
-    emulator.set_config(export_seconds=duration, max_active=50)
+         waiter: str, image_id: str, shape: str) -> Result:
+    emulator.set_config(export_seconds=duration, max_active=50, progress_curve=shape)
     gateway = AwsGateway("us-east-1")
     spec = to_spec({"image_id": image_id, "disk_image_format": "VMDK", "s3_bucket": world["bucket"]})
     first = gateway.start_export(spec, f"bench-{time.time_ns()}", {})
@@ -79,9 +83,11 @@ def _one(emulator, world, duration: float, clock: Callable[[], float], sleep: Ca
     return Result(calls, clock() - record.deadline)
 
 
-def measure(durations_simulated: tuple[float, ...] = (300.0, 900.0, 3600.0, 4 * 3600.0), live: float = 60.0,
-            repeats: int = 3) -> list[dict[str, object]]:
-    """Rows of (duration, waiter, calls per hour, worst lag) for the polling table."""
+def measure(durations_simulated: tuple[float, ...] = (300.0, 900.0, 3600.0, 4 * 3600.0), live: float | None = 60.0,
+            repeats: int = 3, shapes: tuple[str, ...] = tuple(SHAPES)) -> list[dict[str, object]]:
+    """Rows of (duration, shape, waiter, calls per hour, worst lag) for the polling table."""
+    cases = [(d, shape, "provider") for d in durations_simulated for shape in shapes]
+    cases += [(d, DEFAULT_SHAPE, "shell loop") for d in durations_simulated]
     rows: list[dict[str, object]] = []
     saved = dict(os.environ)
     clock = SimulatedClock()
@@ -92,34 +98,37 @@ def measure(durations_simulated: tuple[float, ...] = (300.0, 900.0, 3600.0, 4 * 
         world = seed(emulator.url)
         ec2 = AwsGateway("us-east-1").ec2
         images = [ec2.register_image(Name=f"poll-{i}", Architecture="x86_64", RootDeviceName="/dev/xvda",
-                                     VirtualizationType="hvm")["ImageId"] for i in range(2 * (1 + repeats * len(durations_simulated)))]
-        cases = [(d, clock, clock.sleep) for d in durations_simulated]
-        cases.insert(0, (live, None, None))
-        for duration, case_clock, case_sleep in cases:
+                                     VirtualizationType="hvm")["ImageId"] for i in range(len(cases) * repeats + 2)]
+        if live:
+            emulator.backends.clock = time.monotonic
+            emulator.backends.offset = 0.0
+            for waiter in ("provider", "shell loop"):
+                result = _one(emulator, world, live, time.monotonic, time.sleep, waiter, images.pop(), DEFAULT_SHAPE)
+                rows.append(_row(live, "wall", DEFAULT_SHAPE, waiter, [result]))
+        emulator.backends.clock = clock
+        for duration, shape, waiter in cases:
             # Real durations are not multiples of the shell loop's 30 s: each repeat adds
             # the same pseudo-random part of a period for both waiters.
             extras = [random.Random(f"{duration}/{i}").uniform(0, SHELL_LOOP_SECONDS) for i in range(repeats)]
-            for waiter in ("provider", "shell loop"):
-                results = []
-                for extra in extras if case_clock else [0.0]:
-                    if case_clock is None:
-                        emulator.backends.clock = time.monotonic
-                        emulator.backends.offset = 0.0
-                        results.append(_one(emulator, world, duration, time.monotonic, time.sleep, waiter, images.pop()))
-                    else:
-                        emulator.backends.clock = clock
-                        results.append(_one(emulator, world, duration + extra, clock, clock.sleep, waiter, images.pop()))
-                rows.append({
-                    "duration_s": duration,
-                    "clock": "wall" if case_clock is None else "simulated",
-                    "waiter": waiter,
-                    "describe_calls": max(r.calls for r in results),
-                    "calls_per_hour": max(r.calls for r in results) * 3600 / duration,
-                    "worst_lag_s": max(r.lag for r in results),
-                    "mean_lag_s": sum(r.lag for r in results) / len(results),
-                })
+            results = [_one(emulator, world, duration + extra, clock, clock.sleep, waiter, images.pop(), shape)
+                       for extra in extras]
+            rows.append(_row(duration, "simulated", shape, waiter, results))
     finally:
         emulator.stop()
         os.environ.clear()
         os.environ.update(saved)
     return rows
+
+
+def _row(duration: float, clock: str, shape: str, waiter: str, results: list[Result]) -> dict[str, object]:
+    calls = max(r.calls for r in results)
+    return {
+        "duration_s": duration,
+        "clock": clock,
+        "shape": shape,
+        "waiter": waiter,
+        "describe_calls": calls,
+        "calls_per_hour": calls * 3600 / duration,
+        "worst_lag_s": max(r.lag for r in results),
+        "mean_lag_s": sum(r.lag for r in results) / len(results),
+    }

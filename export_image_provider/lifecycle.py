@@ -211,7 +211,7 @@ def wait_until_exported(
     except WaitFailed as failure:
         raise ExportFailed(f"{name}: {failure}") from None
     except WaitTimedOut as timeout:
-        raise ExportFailed(f"{name}: {timeout}") from None
+        raise ExportFailed(f"{name}: {timeout.explain(spec.timeout_minutes)}") from None
     except TaskVanished as vanished:
         if not gateway.object_exists(spec.s3_bucket, spec.s3_key(task.task_id)):
             raise ExportFailed(f"{name}: {vanished}, and no image was written") from None
@@ -287,7 +287,7 @@ def _start(spec: ExportSpec, gateway: AwsGateway, log: Log, policy: WaitPolicy, 
         log(f"{name}: waiting for a free export slot ({reason})")
 
     try:
-        task = queue_for(gateway.region).start(attempt, deadline, policy.first_delay, waiting)
+        task = queue_for(gateway.region).start(attempt, deadline, policy.first_delay, waiting, image_id=spec.image_id)
     except TimeoutError:
         raise ExportFailed(
             f"{name}: no export slot became free in {gateway.region} within timeout_minutes "

@@ -3,12 +3,26 @@
 Like botocore's waiters (a JSON model read by one engine), :data:`EXPORT_COMPLETE`
 says which statuses end the wait and how, and how long to sleep between polls.
 boto3 has no waiter for DescribeExportImageTasks, and a fixed delay is wrong for
-a call whose duration ranges from minutes to hours, so the delay here comes from
-a prediction: the task's progress is mapped through a typical export's curve
-(progress reached -> fraction of the whole duration) to estimate the time left.
-Far from the end the loop polls sparsely, near it densely, and never faster
-than ``min_delay``. The policy can be replaced wholesale, or field by field, with
-JSON in ``EXPORT_IMAGE_PROVIDER_WAITER`` (tests use this to poll an emulator fast).
+a call whose duration ranges from minutes to hours, so the delay comes from two
+rules, the smaller winning:
+
+- a bound on the lag, whatever the shape of the task's progress: never sleep
+  longer than ``lag_share`` (5%) of the time the export has taken so far, nor
+  less than ``lag_floor`` for that reason. Completion can come at any moment,
+  but the export has lasted at least as long as we have waited, so the lag to
+  notice it stays within max(lag_floor, lag_share x its duration);
+- a prediction: the task's progress is mapped through a typical export's curve
+  (progress reached -> fraction of the whole duration) to bound when it will
+  complete. Far from the end the loop polls sparsely, near it densely. While the
+  task keeps to the curve (two or more progress steps that agree) the lag bound
+  is taken of the predicted duration instead of the time so far, which is what
+  makes polling sparse early on; a task off the curve gets the first rule alone.
+  Once the predicted end has passed without completion (a stuck or slow task)
+  the delay grows with the overrun, within the first rule.
+
+Never faster than ``min_delay``, never slower than ``max_delay``. The policy can
+be replaced wholesale, or field by field, with JSON in
+``EXPORT_IMAGE_PROVIDER_WAITER`` (tests use this to poll an emulator fast).
 """
 
 from __future__ import annotations
@@ -24,7 +38,7 @@ from typing import Any, Protocol
 ENV_OVERRIDE = "EXPORT_IMAGE_PROVIDER_WAITER"
 
 EXPORT_COMPLETE: dict[str, Any] = {
-    "first_delay": 15.0,
+    "first_delay": 10.0,
     "min_delay": 2.0,
     "max_delay": 300.0,
     "near_delay": 8.0,
@@ -32,6 +46,8 @@ EXPORT_COMPLETE: dict[str, Any] = {
     "near_window": 30.0,
     "lead": 0.5,
     "jitter": 0.1,
+    "lag_floor": 10.0,
+    "lag_share": 0.05,
     "acceptors": [
         ["completed", "success"],
         ["deleted", "failure"],
@@ -66,6 +82,8 @@ class WaitPolicy:
     near_window: float
     lead: float
     jitter: float
+    lag_floor: float
+    lag_share: float
     acceptors: tuple[tuple[str, str], ...]
     curve: tuple[tuple[float, float], ...]
 
@@ -112,12 +130,15 @@ class Forecast:
     moment since the previous one. Through the curve, each such interval bounds
     the export's whole duration; intersecting them bounds the end. Anchored at
     the first observation, so an adopted task half way through works too.
+    ``agreeing`` counts the steps since the last one that contradicted the
+    others: the prediction is trusted from two on.
     """
 
     start: float
     start_fraction: float
     low: float = 0.0
     high: float = float("inf")
+    agreeing: int = 0
 
     def observe(self, policy: WaitPolicy, progress: int, since: float, seen: float) -> None:
         """``progress`` was first seen at ``seen``, and was not there at ``since``."""
@@ -127,9 +148,9 @@ class Forecast:
         low = max(self.low, (since - self.start) / share)
         high = min(self.high, (seen - self.start) / share)
         if low <= high:
-            self.low, self.high = low, high
+            self.low, self.high, self.agreeing = low, high, self.agreeing + 1
         else:  # the task does not follow the curve: trust the newest step alone
-            self.low, self.high = (since - self.start) / share, (seen - self.start) / share
+            self.low, self.high, self.agreeing = (since - self.start) / share, (seen - self.start) / share, 1
 
     def end(self) -> tuple[float, float] | None:
         """Earliest and latest predicted completion time, once any step was seen."""
@@ -140,17 +161,25 @@ class Forecast:
 
 
 def next_delay(policy: WaitPolicy, forecast: Forecast, now: float, rng: Callable[[], float] = random.random) -> float:
-    """How long to sleep before the next poll: sparse while far from the predicted end, dense near it."""
+    """How long to sleep before the next poll: within the lag bound, sparse far from the predicted end, dense near it."""
+    waited = now - forecast.start
     end = forecast.end()
+    horizon = waited
     if end is None:
-        base = max(policy.min_delay, now - forecast.start)  # no step seen yet: double the wait
+        base = max(policy.min_delay, waited)  # no step seen yet: double the wait (the lag bound decides)
     else:
         # Near the end, poll every near_delay, or a small share of a short export's
         # duration; "near" itself is near_window, or a fifth of a short export.
         total = end[0] - forecast.start
         near = min(policy.near_delay, total * policy.near_share)
         until = end[0] - min(policy.near_window, total * policy.near_share * 5) - now
-        base = near if until <= 0 else max(near, min(until, (end[0] - now) * policy.lead))
+        if now >= end[1]:  # later than the curve allows: back off, within the lag bound
+            base = max(near, waited * policy.lag_share)
+        else:
+            base = near if until <= 0 else max(near, min(until, (end[0] - now) * policy.lead))
+            if forecast.agreeing >= 2:
+                horizon = max(waited, total)
+    base = min(base, max(policy.lag_floor, horizon * policy.lag_share))
     jittered = base * (1.0 - policy.jitter * rng())
     return min(policy.max_delay, max(policy.min_delay, jittered))
 
@@ -168,13 +197,18 @@ class WaitTimedOut(Exception):
     """The deadline passed; the task is left running."""
 
     def __init__(self, task: TaskLike, minutes: float) -> None:
+        self.task = task
+        super().__init__(self.explain(minutes))
+
+    def explain(self, timeout_minutes: float) -> str:
+        """The one line for the user, naming the configured ``timeout_minutes``."""
+        task = self.task
         progress = f"{task.progress}%" if task.progress is not None else "unknown progress"
-        super().__init__(
-            f"export task {task.task_id} is still {task.status} at {progress} after {minutes:g} minutes "
-            f"(timeout_minutes); it was left running: run `pulumi up` again to resume waiting for it, "
+        return (
+            f"export task {task.task_id} is still {task.status} at {progress} after timeout_minutes "
+            f"({timeout_minutes:g}); it was left running: run `pulumi up` again to resume waiting for it, "
             f"or raise timeout_minutes"
         )
-        self.task = task
 
 
 class TaskVanished(Exception):

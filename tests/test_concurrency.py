@@ -3,7 +3,10 @@
 The server serves on four threads; workers.py widens that, and the overlap test
 fails if a Pulumi or grpc upgrade moves what workers.py reaches for. Creates
 that hit AWS's limits wait in arrival order; concurrent reads share describes.
-None of these depend on how fast the machine is.
+None of these depend on how fast the machine is: exports last far longer than
+any test runs (600 s of emulator time) and end when the test moves the
+emulator's clock, and what is asserted is the emulator's own record of tasks.
+Timeouts below only stop a broken run from hanging.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 
+from conftest import wait_until
 from engine import DynamicProviderProcess
 from test_provider import FAST_WAITER, props, world  # noqa: F401 - fixture
 
@@ -18,6 +22,8 @@ from export_image_provider import ImageExportProvider
 from export_image_provider.workers import widen_provider_pool
 
 EXPORTS = 8
+LONG = 600  # emulator seconds: no export ends before the test moves the emulator's clock
+GUARD = 120  # wall-clock seconds before a wait that should end is called broken
 
 
 def test_widening_is_a_no_op_outside_the_provider_process():
@@ -33,10 +39,19 @@ def register_images(emulator, count):
     ]
 
 
+def join_all(threads: list[threading.Thread]) -> None:
+    deadline = time.monotonic() + GUARD
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def active_tasks(emulator) -> int:
+    return sum(t["Status"] == "active" for t in emulator.control("GET", "tasks")["tasks"])
+
+
 def test_creates_beyond_four_run_at_once_in_the_provider_server(world, emulator):
     emulator.reset()
-    emulator.set_config(export_seconds=4, max_active=EXPORTS)
-    ec2 = emulator.client("ec2")
+    emulator.set_config(export_seconds=LONG, max_active=EXPORTS)
     images = register_images(emulator, EXPORTS)
     server = DynamicProviderProcess(ImageExportProvider(), env={"EXPORT_IMAGE_PROVIDER_WAITER": FAST_WAITER})
     try:
@@ -48,26 +63,27 @@ def test_creates_beyond_four_run_at_once_in_the_provider_server(world, emulator)
             assert not failures
             results[i] = server.create(f"e{i}", inputs)
 
-        threads = [threading.Thread(target=create, args=(i,)) for i in range(EXPORTS)]
+        threads = [threading.Thread(target=create, args=(i,), daemon=True) for i in range(EXPORTS)]
         for thread in threads:
             thread.start()
-        most_active = 0
-        while any(t.is_alive() for t in threads):
-            described = ec2.describe_export_image_tasks()["ExportImageTasks"]
-            most_active = max(most_active, sum(t["Status"] == "active" for t in described))
-            time.sleep(0.1)
-        for thread in threads:
-            thread.join()
+        # Every create waits for its export, which cannot end before the clock moves: all
+        # EXPORTS are active at once only if the server runs all the creates at once.
+        try:
+            all_active = wait_until(lambda: active_tasks(emulator) == EXPORTS, GUARD, "every export active")
+        except AssertionError:
+            all_active = False
+        emulator.advance(LONG)
+        join_all(threads)
     finally:
         server.close()
+    assert all_active, f"only {active_tasks(emulator)} exports ran at once\n" + "".join(server.stderr)
     assert len(results) == EXPORTS, "".join(server.stderr)
     assert all(outs["status"] == "completed" for _, outs in results.values())
-    assert most_active == EXPORTS, f"only {most_active} exports ran at once\n" + "".join(server.stderr)
 
 
 def test_creates_over_the_limit_wait_for_a_slot_in_arrival_order(world, emulator):
     emulator.reset()
-    emulator.set_config(export_seconds=8, max_active=2)  # long enough that no slot frees while arrivals are staged
+    emulator.set_config(export_seconds=LONG, max_active=2)
     images = register_images(emulator, 5)
     server = DynamicProviderProcess(ImageExportProvider(), env={"EXPORT_IMAGE_PROVIDER_WAITER": FAST_WAITER})
     try:
@@ -76,33 +92,37 @@ def test_creates_over_the_limit_wait_for_a_slot_in_arrival_order(world, emulator
         results: dict[int, tuple[str, dict]] = {}
         threads = []
         for i in range(5):
-            threads.append(threading.Thread(target=lambda i=i: results.__setitem__(i, server.create(f"l{i}", inputs[i]))))
+            threads.append(threading.Thread(target=lambda i=i: results.__setitem__(i, server.create(f"l{i}", inputs[i])),
+                                            daemon=True))
             threads[-1].start()
             # Arrival order is the point: each create is let in once the one before it
             # has started an export or is waiting for a slot.
-            wait_for = "waiting for a free export slot" if i >= 2 else "started export task"
-            deadline = time.monotonic() + 20
-            while sum(wait_for in line and inputs[i]["resource_key"].rsplit("/", 1)[-1] in line
-                      for line in server.stderr) == 0:
-                assert time.monotonic() < deadline, "".join(server.stderr)
-                time.sleep(0.02)
-        for thread in threads:
-            thread.join()
+            said = "waiting for a free export slot" if i >= 2 else "started export task"
+            name = inputs[i]["resource_key"].rsplit("/", 1)[-1]
+            wait_until(lambda: any(said in line and name in line for line in server.stderr), GUARD,
+                       f"create {i}: {said}", interval=0.02)
+        # Two slots: each move of the clock ends the running exports and lets the next ones in.
+        for started in (2, 4, 5):
+            wait_until(lambda n=started: len(emulator.control("GET", "tasks")["tasks"]) >= n, GUARD,
+                       f"{started} exports started")
+            emulator.advance(LONG)
+        join_all(threads)
     finally:
         server.close()
     assert sorted(results) == list(range(5)), "".join(server.stderr)
-    described = emulator.control("GET", "tasks")["tasks"]
-    assert sorted(t["ImageId"] for t in described) == sorted(images)
-    starts = [line for line in server.stderr if "started export task" in line]
-    order = [next(i for i in range(5) if f" of {images[i]} " in line) for line in starts]
-    assert order == [0, 1, 2, 3, 4], starts
+    described = emulator.client("ec2").describe_export_image_tasks()["ExportImageTasks"]  # in creation order
+    by_id = {t["ExportImageTaskId"]: t for t in emulator.control("GET", "tasks")["tasks"]}
+    assert [images.index(by_id[t["ExportImageTaskId"]]["ImageId"]) for t in described] == [0, 1, 2, 3, 4]
 
 
 def test_concurrent_reads_share_one_describe(world, emulator):
     emulator.reset()
     emulator.set_config(export_seconds=0, max_active=20)
     images = register_images(emulator, 12)
-    server = DynamicProviderProcess(ImageExportProvider(), env={"EXPORT_IMAGE_PROVIDER_WAITER": FAST_WAITER})
+    # Reads that arrive within the batch window, or while its describe is in flight, share it; a
+    # window far longer than starting twelve threads takes keeps this from depending on the machine.
+    server = DynamicProviderProcess(ImageExportProvider(), env={"EXPORT_IMAGE_PROVIDER_WAITER": FAST_WAITER,
+                                                                "EXPORT_IMAGE_PROVIDER_BATCH_WINDOW": "2"})
     try:
         server.configure({"aws:region": "us-east-1"})
         created = [server.create(f"r{i}", server.check(props(world, image_id=image))[0])

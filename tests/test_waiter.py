@@ -1,9 +1,18 @@
-"""The waiter's engine and policy: pure functions driven by a simulated clock."""
+"""The waiter's engine and policy: pure functions driven by a simulated clock.
 
+Simulated exports follow every progress shape the emulator offers (the same
+pure ``progress_at`` the emulator serves), so the waiter is not confirmed
+against its own curve only. One test at the end goes through the provider to
+the emulator for the timeout message.
+"""
+
+import random
 from dataclasses import dataclass
 
 import pytest
+from test_provider import world  # noqa: F401 - fixture
 
+from export_image_provider.emulator.curve import SHAPES, progress_at, stall_fraction
 from export_image_provider.waiter import (
     EXPORT_COMPLETE,
     Forecast,
@@ -17,6 +26,9 @@ from export_image_provider.waiter import (
     wait_for_export,
 )
 
+DURATIONS = (60, 300, 900, 3600, 4 * 3600)
+SHELL_LOOP_SECONDS = 30
+
 
 @dataclass(frozen=True)
 class Task:
@@ -27,12 +39,14 @@ class Task:
 
 
 class SimulatedExport:
-    """A task whose progress follows the policy's own curve over ``duration`` simulated seconds."""
+    """A task whose progress follows one of the emulator's shapes over ``duration`` simulated seconds."""
 
-    def __init__(self, duration, end_status="completed"):
+    def __init__(self, duration, end_status="completed", shape="realistic", stall_at=None):
         self.now = 0.0
+        self.stall = None if stall_at is None else stall_fraction(stall_at, shape)
         self.duration = duration
         self.end_status = end_status
+        self.shape = shape
         self.polls = []
 
     def clock(self):
@@ -44,29 +58,55 @@ class SimulatedExport:
 
     def describe(self):
         self.polls.append(self.now)
-        if self.now >= self.duration:
-            return Task("export-ami-0123456789abcdef0", self.end_status, "ClientError: boom" if self.end_status != "completed" else None)
         fraction = self.now / self.duration
-        curve = EXPORT_COMPLETE["curve"]
-        progress = 0
-        for p, f in curve:
-            if f <= fraction:
-                progress = p
-        return Task("export-ami-0123456789abcdef0", "active", "converting", int(min(progress, 99)))
+        message, progress = progress_at(fraction if self.stall is None else min(fraction, self.stall), self.shape)
+        if progress is None:
+            return Task("export-ami-0123456789abcdef0", self.end_status, "ClientError: boom" if self.end_status != "completed" else None)
+        return Task("export-ami-0123456789abcdef0", "active", message, int(progress))
 
 
-def run(sim, timeout=10**6, policy=None):
+def run(sim, timeout=10**6, policy=None, rng=lambda: 0.5):
     first = Task("export-ami-0123456789abcdef0", "active", "validating", 0)
-    return wait_for_export(sim.describe, first, timeout, policy or load_policy({}), None, sim.clock, sim.sleep, lambda: 0.5)
+    return wait_for_export(sim.describe, first, timeout, policy or load_policy({}), None, sim.clock, sim.sleep, rng)
 
 
-@pytest.mark.parametrize("duration", [60, 3600, 4 * 3600])
-def test_completion_is_noticed_soon_after_it_happens(duration):
-    sim = SimulatedExport(duration)
-    task = run(sim)
-    assert task.status == "completed"
-    assert sim.now - duration <= 10
-    assert all(b - a >= load_policy({}).min_delay for a, b in zip(sim.polls, sim.polls[1:]))
+def lag_bound(duration):
+    return max(10.0, 0.05 * duration)
+
+
+@pytest.mark.parametrize("duration", DURATIONS)
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_completion_is_noticed_within_the_lag_bound_whatever_the_shape(shape, duration):
+    for i in range(3):  # real durations are no round numbers: a pseudo-random part of 30 s more
+        sim = SimulatedExport(duration + random.Random(f"{duration}/{i}").uniform(0, 30), shape=shape)
+        task = run(sim, rng=random.Random(i).random)
+        assert task.status == "completed"
+        assert sim.now - sim.duration <= lag_bound(sim.duration), (shape, sim.polls[-5:])
+        assert all(b - a >= load_policy({}).min_delay for a, b in zip(sim.polls, sim.polls[1:]))
+        if duration >= 3600:
+            assert len(sim.polls) * 3600 / sim.duration <= 120, f"{shape}: {len(sim.polls)} describes"
+
+
+@pytest.mark.parametrize("duration", DURATIONS)
+def test_the_typical_export_is_noticed_far_sooner_than_by_a_30_second_loop(duration):
+    sim = SimulatedExport(duration + 17, shape="realistic")
+    run(sim)
+    assert sim.now - sim.duration <= SHELL_LOOP_SECONDS / 3
+    if duration >= 3600:
+        assert len(sim.polls) <= 0.7 * sim.duration / SHELL_LOOP_SECONDS
+
+
+def test_a_stuck_export_is_polled_less_and_less_often_within_the_lag_bound():
+    """Stuck at 98% of a 10-minute export for two hours: past the predicted end, delays grow with the time waited."""
+    sim = SimulatedExport(600, shape="realistic", stall_at=98)
+    with pytest.raises(WaitTimedOut):
+        run(sim, timeout=2 * 3600)
+    polls = list(sim.polls)
+    assert sim.describe().progress == 98
+    assert len(polls) <= 100  # every 8 s for 2 hours would be 864
+    overdue = [(a, b) for a, b in zip(polls, polls[1:]) if a >= 600]
+    assert all(b - a <= lag_bound(a) + 1e-9 for a, b in overdue)
+    assert polls[-2] - polls[-3] >= 0.04 * polls[-3]
 
 
 def test_failure_raises_with_the_status_message():
@@ -99,12 +139,23 @@ def test_progress_changes_are_reported_once_each():
 def test_delay_is_sparse_far_from_the_end_and_dense_near_it():
     policy = load_policy({})
     forecast = Forecast(0.0, 0.0)
-    assert next_delay(policy, forecast, 100.0, lambda: 0.0) == 100.0  # no step seen yet: double the wait
-    forecast.observe(policy, 52, 390.0, 410.0)  # 52% is reached at 41% of the duration
+    assert next_delay(policy, forecast, 100.0, lambda: 0.0) == policy.lag_floor  # no step yet: the lag bound
+    assert next_delay(policy, forecast, 1000.0, lambda: 0.0) == 1000 * policy.lag_share
+    forecast.observe(policy, 41, 330.0, 350.0)  # 41% is reached at 34% of the duration
+    forecast.observe(policy, 52, 390.0, 410.0)  # 52% at 41%: the two agree
     low, high = forecast.end()
     assert 390 / 0.41 <= low <= high <= 410 / 0.41
-    assert next_delay(policy, forecast, 420.0, lambda: 0.0) == pytest.approx((low - 420) * policy.lead)
+    assert next_delay(policy, forecast, 420.0, lambda: 0.0) == pytest.approx(low * policy.lag_share)
     assert next_delay(policy, forecast, low - 30, lambda: 0.0) == policy.near_delay
+
+
+def test_an_off_curve_task_gets_the_lag_bound_of_the_time_so_far():
+    policy = load_policy({})
+    forecast = Forecast(0.0, 0.0)
+    forecast.observe(policy, 41, 330.0, 350.0)
+    forecast.observe(policy, 98, 390.0, 410.0)  # far faster than the curve says: the steps disagree
+    assert forecast.agreeing == 1
+    assert next_delay(policy, forecast, 300.0, lambda: 0.0) == pytest.approx(300 * policy.lag_share)
 
 
 def test_forecast_narrows_with_each_step_and_survives_an_off_curve_task():
@@ -137,3 +188,58 @@ def test_policy_fields_can_be_overridden_by_environment_json():
 def test_unlisted_status_is_failure():
     assert load_policy({}).outcome("exploded") == "failure"
     assert load_policy({}).outcome("active") == "retry"
+
+
+def test_timeout_after_a_slot_wait_names_the_configured_timeout_minutes(world, emulator):
+    """The slot wait used part of timeout_minutes; the message still names the setting, not what was left."""
+    from test_concurrency import register_images
+    from test_provider import props
+
+    from export_image_provider import ImageExportProvider
+
+    emulator.reset()
+    emulator.set_config(export_seconds=1, max_active=1)
+    first, second = register_images(emulator, 2)
+    provider = ImageExportProvider()
+    provider.create(props(world, image_id=first, wait_for_completion=False))
+    emulator.set_config(export_seconds=600)
+    with pytest.raises(Exception) as raised:
+        provider.create(props(world, image_id=second, timeout_minutes=0.05))
+    assert "is still active" in str(raised.value) and "after timeout_minutes (0.05);" in str(raised.value)
+    assert "waiting for a free export slot" not in str(raised.value)
+
+
+@pytest.mark.parametrize("shape, at, expected", [
+    ("jump", 0.2, ("converting", "98")), ("late", 0.5, ("validating", "0")), ("steps", 0.35, ("converting", "30")),
+    ("classic", 0.1, ("updating", "0")), ("realistic", 0.1, ("validating", "0")), ("realistic", 0.25, ("updating", "21")),
+])
+def test_the_emulator_serves_the_progress_curve_it_is_set_to(world, emulator, shape, at, expected):
+    emulator.reset()
+    emulator.set_config(export_seconds=1000, progress_curve=shape)
+    ec2 = emulator.client("ec2")
+    task_id = ec2.export_image(ImageId=world["image_id"], DiskImageFormat="VMDK",
+                               S3ExportLocation={"S3Bucket": world["bucket"]})["ExportImageTaskId"]
+    emulator.advance(1000 * at)
+    [record] = ec2.describe_export_image_tasks(ExportImageTaskIds=[task_id])["ExportImageTasks"]
+    assert (record["StatusMessage"], record["Progress"]) == expected
+    emulator.reset()
+
+
+def test_progress_curve_is_a_cli_flag_and_refuses_unknown_names(emulator):
+    import subprocess
+    import sys
+    import urllib.error
+
+    from conftest import REPO_ROOT, EmulatorProcess
+
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        emulator.set_config(progress_curve="sigmoid")
+    assert "progress_curve must be one of realistic, classic, jump, late, steps" in refused.value.read().decode()
+    other = EmulatorProcess("--progress-curve", "steps")
+    try:
+        assert other.get_config()["progress_curve"] == "steps"
+    finally:
+        other.stop()
+    bad = subprocess.run([sys.executable, "-m", "export_image_provider.emulator", "--progress-curve", "sigmoid"],
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--progress-curve: invalid choice: 'sigmoid'" in bad.stderr

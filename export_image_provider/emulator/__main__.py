@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from . import config as config_module
 from .config import EmulatorConfig
+from .curve import SHAPES
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -33,6 +34,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="wall-clock duration of an export; 0 completes at once")
     parser.add_argument("--max-active", type=int, default=defaults.max_active,
                         help="active export tasks allowed per account and region")
+    parser.add_argument("--progress-curve", default=defaults.progress_curve, choices=sorted(SHAPES),
+                        help="the shape of an export's Progress over its duration (curve.py)")
     parser.add_argument("--config", default=None, metavar="JSON",
                         help='further config fields as JSON (listed below), e.g. '
                              '\'{"fail_at_progress": 50}\' or \'{"throttle_fraction": 0.3, "fault_seed": 7}\'')
@@ -45,7 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         extra = json.loads(args.config) if args.config else {}
         config = EmulatorConfig().updated(
-            {**extra, "export_seconds": args.export_seconds, "max_active": args.max_active}
+            {**extra, "export_seconds": args.export_seconds, "max_active": args.max_active,
+             "progress_curve": args.progress_curve}
         )
     except ValueError as exc:
         print(f"invalid configuration: {exc}", file=sys.stderr)

@@ -16,6 +16,9 @@ Tasks -- captured by each task when it is created:
   pass this value, then stays active there for ever (cancel still works).
   ``expire_after_seconds`` (604800, 7 days; a guess, see unsettled.py): ended records
   vanish this long after ending (emulator clock); None keeps them for ever.
+  ``progress_curve`` ("realistic"): the shape of Progress over the export, one of
+  ``curve.SHAPES``: realistic, classic, jump, late, steps (see ``curve.py``); the
+  StatusMessage at each Progress comes from ``unsettled.py``.
 Limits and answers -- read at each call:
   ``max_active`` (5): active export tasks per account and region.
   ``by_id_next_token`` (None): a DescribeExportImageTasks by ids carries a NextToken,
@@ -48,6 +51,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .curve import DEFAULT_SHAPE, SHAPES
 from .unsettled import BY_ID_NEXT_TOKEN_MODES, DELETING_SECONDS, RECORD_RETENTION_SECONDS
 
 
@@ -67,6 +71,7 @@ class EmulatorConfig:
     fail_message: str = "ClientError: Disk validation failed [Unsupported specified file format]"
     expire_after_seconds: float | None = RECORD_RETENTION_SECONDS
     stall_at_progress: int | None = None
+    progress_curve: str = DEFAULT_SHAPE
     throttle_fraction: float = 0.0
     error_fraction: float = 0.0
     latency_seconds: float = 0.0
@@ -88,6 +93,8 @@ class EmulatorConfig:
             raise ValueError("expire_after_seconds must be >= 0")
         if self.stall_at_progress is not None and not 0 <= self.stall_at_progress <= 100:
             raise ValueError("stall_at_progress must be within 0..100")
+        if self.progress_curve not in SHAPES:
+            raise ValueError(f"progress_curve must be one of {', '.join(SHAPES)}, not {self.progress_curve!r}")
         for name in ("throttle_fraction", "error_fraction"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be within 0..1")

@@ -137,7 +137,7 @@ class ExportImageBackend:
         fraction = task.fraction(now)
         fail_at = task.config.fail_at_progress
         if fail_at is not None:
-            _, progress = progress_at(fraction)
+            _, progress = progress_at(fraction, task.config.progress_curve)
             if fraction >= 1 or int(progress or 0) >= fail_at:
                 task.status, task.status_message, task.ended_at = FAILED_STATUS, task.config.fail_message, now
                 return

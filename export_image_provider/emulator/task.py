@@ -74,11 +74,11 @@ class ExportTask:
         """Elapsed share of export_seconds, held just short of the next step if stall_at_progress is set."""
         elapsed = 1.0 if self.config.export_seconds <= 0 else (now - self.created_at) / self.config.export_seconds
         stall = self.config.stall_at_progress
-        return elapsed if stall is None else min(elapsed, stall_fraction(stall))
+        return elapsed if stall is None else min(elapsed, stall_fraction(stall, self.config.progress_curve))
 
     def stalled(self, now: float) -> bool:
         stall = self.config.stall_at_progress
-        return stall is not None and self.fraction(now) >= stall_fraction(stall)
+        return stall is not None and self.fraction(now) >= stall_fraction(stall, self.config.progress_curve)
 
     def record(self, now: float) -> dict[str, Any]:
         """The DescribeExportImageTasks record: no ImageId, DiskImageFormat or RoleName (as captured)."""
@@ -100,7 +100,7 @@ class ExportTask:
             out["Description"] = self.request.description
         message, progress = self.status_message, None
         if self.status == "active":
-            progress = progress_at(self.fraction(now))[1]
+            progress = progress_at(self.fraction(now), self.config.progress_curve)[1]
             message = status_message(progress) if progress is not None else None
         if message is not None:
             out["StatusMessage"] = message
