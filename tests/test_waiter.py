@@ -211,7 +211,7 @@ def test_timeout_after_a_slot_wait_names_the_configured_timeout_minutes(world, e
 
 @pytest.mark.parametrize("shape, at, expected", [
     ("jump", 0.2, ("converting", "98")), ("late", 0.5, ("validating", "0")), ("steps", 0.35, ("converting", "30")),
-    ("classic", 0.1, ("updating", "0")), ("realistic", 0.1, ("validating", "0")), ("realistic", 0.25, ("updating", "21")),
+    ("classic", 0.1, ("validating", "0")), ("realistic", 0.1, ("validating", "0")), ("realistic", 0.25, ("updating", "21")),
 ])
 def test_the_emulator_serves_the_progress_curve_it_is_set_to(world, emulator, shape, at, expected):
     emulator.reset()
