@@ -31,7 +31,9 @@ from pulumi.runtime.rpc import UNKNOWN
 from .workers import widen_provider_pool
 from .spec import REPLACE_PROPERTIES, UPDATE_PROPERTIES, ExportSpec, normalize, to_spec, validate
 
-OUTPUT_PROPERTIES = ("export_image_task_id", "status", "status_message", "progress", "s3_key", "s3_uri")
+OBJECT_PROPERTIES = ("s3_object_size", "s3_etag", "s3_version_id", "s3_last_modified")
+OUTPUT_PROPERTIES = ("export_image_task_id", "status", "status_message", "progress", "s3_key", "s3_uri",
+                     *OBJECT_PROPERTIES)
 # Inputs that change only how the provider behaves, never the task: updated in place without AWS calls.
 BEHAVIOUR_PROPERTIES = ("wait_for_completion", "timeout_minutes", "existing_task_id")
 
@@ -67,6 +69,20 @@ def _comparable(name: str, value: Any) -> Any:
     if name == "tags":
         return dict(value or {})
     return value
+
+
+def _recorded_image(props: Mapping[str, Any]) -> Any:
+    """The image the state last saw (an ``S3Object``), or None for an export not seen completed."""
+    if not props.get("s3_etag"):
+        return None
+    from .image import S3Object
+
+    return S3Object(
+        size=int(props.get("s3_object_size") or 0),
+        etag=props["s3_etag"],
+        version_id=props.get("s3_version_id") or None,
+        last_modified=props.get("s3_last_modified") or "",
+    )
 
 
 class ImageExportProvider(ResourceProvider):
@@ -133,7 +149,7 @@ class ImageExportProvider(ResourceProvider):
         return DiffResult(
             changes=bool(replaces or updates),
             replaces=replaces,
-            stables=["export_image_task_id", "s3_key", "s3_uri"] if not replaces else [],
+            stables=["export_image_task_id", "s3_key", "s3_uri", *OBJECT_PROPERTIES] if not replaces else [],
             delete_before_replace=False,
         )
 
@@ -152,7 +168,7 @@ class ImageExportProvider(ResourceProvider):
         spec = to_spec(props)
         with _one_line():
             gateway = self._gateway(props.get("region"))
-            state = read_export(spec, id_, gateway, props.get("tags") or {})
+            state = read_export(spec, id_, gateway, props.get("tags") or {}, _recorded_image(props), _log)
         if state is None:
             return ReadResult("", {})
         return ReadResult(id_, self._outputs(props, spec, gateway.region, state))
@@ -171,6 +187,7 @@ class ImageExportProvider(ResourceProvider):
             progress=olds.get("progress"),
             s3_key=olds.get("s3_key") or spec.s3_key(id_),
             tags=dict(spec.tags),
+            s3_object=_recorded_image(olds),
         )
         return UpdateResult(self._outputs(news, spec, gateway.region, state))
 
@@ -179,7 +196,7 @@ class ImageExportProvider(ResourceProvider):
 
         spec = to_spec(props)
         with _one_line():
-            delete_export(spec, id_, self._gateway(props.get("region")), _log)
+            delete_export(spec, id_, self._gateway(props.get("region")), _log, _recorded_image(props))
 
     @staticmethod
     def _outputs(inputs: Mapping[str, Any], spec: ExportSpec, region: str, state: Any) -> dict[str, Any]:
@@ -193,5 +210,12 @@ class ImageExportProvider(ResourceProvider):
             progress=state.progress,
             s3_key=state.s3_key,
             s3_uri=f"s3://{spec.s3_bucket}/{state.s3_key}",
+        )
+        image = state.s3_object
+        outs.update(
+            s3_object_size=image.size if image else None,
+            s3_etag=image.etag if image else None,
+            s3_version_id=image.version_id if image else None,
+            s3_last_modified=image.last_modified if image else None,
         )
         return outs
