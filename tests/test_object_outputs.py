@@ -8,13 +8,17 @@ test_cli_objects.py.
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
 
+from conftest import REPO_ROOT
+
 from export_image_provider.image import version_delete_hint
 from export_image_provider.provider import OBJECT_PROPERTIES
 from test_provider import fresh_tasks, props, provider, world  # noqa: F401 - fixtures shared with test_provider
+from test_reliability import policy_lacks
 
 
 def new_bucket(emulator, versioned: bool = False, object_lock: bool = False) -> str:
@@ -162,3 +166,16 @@ def test_refusal_without_visible_lock_names_mfa_delete_and_permissions():
     assert "s3:DeleteObjectVersion" in hint and "MFA" in hint and "--version-id v1 --mfa" in hint
     assert "retain_on_delete" in hint and "\n" not in hint
 
+
+
+def test_caller_policy_allows_the_version_calls(world, emulator, provider):
+    """A versioned lifecycle's calls (HeadObject and DeleteObject by version id) against policies/caller-policy.json."""
+    bucket = new_bucket(emulator, versioned=True)
+    created = provider.create(props(world, s3_bucket=bucket))
+    emulator.reset_calls()
+    provider.read(created.id, created.outs)
+    provider.delete(created.id, created.outs)
+    seen = {f"{c['service']}:{c['action']}" for c in emulator.call_detail() if c["access_key"] == "testing"}
+    assert {"s3:HeadObjectVersion", "s3:DeleteObjectVersion"} <= seen, seen
+    policy = json.loads((REPO_ROOT / "policies" / "caller-policy.json").read_text().replace("EXPORT_BUCKET", bucket))
+    assert policy_lacks(seen, policy, {"bucket": bucket, "account": world["account_id"], "region": "us-east-1"}) == []
