@@ -14,16 +14,9 @@ from dataclasses import dataclass
 import pytest
 
 from pulumi_cli import PulumiProject
+from reliability_report import PROJECT_YAML
 from test_cli_lifecycle import EXPORT_SECONDS, OrderedSteps, outputs_of, seeded, tag_dict, task  # noqa: F401
-
-PROJECT = """\
-name: export-image-objects
-runtime:
-  name: python
-  options:
-    toolchain: pip
-    virtualenv: venv
-"""
+from test_object_outputs import versions
 
 PROGRAM = """\
 import pulumi
@@ -31,22 +24,12 @@ import pulumi
 from export_image_provider import ImageExport
 
 config = pulumi.Config()
-image = ImageExport(
-    "image",
-    image_id=config.require("imageId"),
-    disk_image_format="VMDK",
-    s3_bucket=config.require("bucket"),
-    s3_prefix="vmdk/",
-    opts=pulumi.ResourceOptions(retain_on_delete=config.get_bool("keepImage") or False),
-)
-raw = ImageExport(
-    "raw",
-    image_id=config.require("imageId"),
-    disk_image_format="RAW",
-    s3_bucket=config.require("bucket"),
-    s3_prefix="raw/",
-    tags={"vmdk-etag": image.s3_etag, "vmdk-bytes": image.s3_object_size.apply(str)},
-)
+common = {"image_id": config.require("imageId"), "s3_bucket": config.require("bucket")}
+keep = pulumi.ResourceOptions(retain_on_delete=config.get_bool("keepImage") or False)
+image = ImageExport("image", disk_image_format="VMDK", s3_prefix="vmdk/", opts=keep, **common)
+# Downstream: the second export is tagged with the first image's size and ETag.
+raw = ImageExport("raw", disk_image_format="RAW", s3_prefix="raw/", **common,
+                  tags={"vmdk-etag": image.s3_etag, "vmdk-bytes": image.s3_object_size.apply(str)})
 pulumi.export("size", image.s3_object_size)
 pulumi.export("etag", image.s3_etag)
 pulumi.export("version", image.s3_version_id)
@@ -69,18 +52,12 @@ def stack(emulator, seeded, tmp_path_factory):  # noqa: F811 - the fixture impor
     s3.create_bucket(Bucket=bucket)
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     project = PulumiProject(tmp_path_factory.mktemp("objects"), emulator.url,
-                            files={"Pulumi.yaml": PROJECT, "__main__.py": PROGRAM})
+                            files={"Pulumi.yaml": PROJECT_YAML.format(name="export-image-objects"),
+                                   "__main__.py": PROGRAM})
     project.stack_init(imageId=seeded["image_id"], bucket=bucket)
     yield Stack(project, bucket)
     project.teardown()
     emulator.reset()
-
-
-def versions(emulator, bucket, key):
-    """(version ids, delete-marker ids) at ``key``."""
-    listed = emulator.client("s3").list_object_versions(Bucket=bucket, Prefix=key)
-    return ([v["VersionId"] for v in listed.get("Versions", []) if v["Key"] == key],
-            [m["VersionId"] for m in listed.get("DeleteMarkers", []) if m["Key"] == key])
 
 
 def test_up_outputs_the_image_and_a_downstream_resource_uses_them(stack, emulator):
