@@ -230,8 +230,9 @@ def read_export(
         return None
     if known is not None and replaced(known, image):
         if log is not None:
+            kept = f"; its version {known.version_id} is still in the bucket" if known.version_id else ""
             log(f"{_name(spec)}: s3://{spec.s3_bucket}/{key} was replaced out of band "
-                f"({_describe(known)} became {_describe(image)}): the export is gone and the next up exports again")
+                f"({_describe(known)} became {_describe(image)}): the export is treated as gone{kept}")
         return None
     if task is None:
         return ExportState(task_id, "completed", None, 100, key, dict(known_tags), image)
