@@ -127,9 +127,6 @@ EXAMPLE_CASES = {
             "s3Uri": outs["image"]["s3_uri"],
             "s3ObjectSize": outs["image"]["s3_object_size"],
             "s3Etag": outs["image"]["s3_etag"],
-            "download": f"aws s3 cp {outs['image']['s3_uri']} . && test $(stat -c %s "
-                        f"{outs['image']['s3_key'].rsplit('/', 1)[-1]}) = {outs['image']['s3_object_size']}"
-                        f"  # ETag {outs['image']['s3_etag']}",
         },
         edit_tags=_basic_tags,
         new_tags={"team": "qa"},

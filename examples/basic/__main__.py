@@ -22,8 +22,3 @@ pulumi.export("status", export.status)
 pulumi.export("s3Uri", export.s3_uri)
 pulumi.export("s3ObjectSize", export.s3_object_size)
 pulumi.export("s3Etag", export.s3_etag)
-# What a download step needs to fetch the image and check it arrived whole.
-pulumi.export("download", pulumi.Output.format(
-    "aws s3 cp {0} . && test $(stat -c %s {1}) = {2}  # ETag {3}",
-    export.s3_uri, export.s3_key.apply(lambda key: key.rsplit("/", 1)[-1]), export.s3_object_size, export.s3_etag,
-))
