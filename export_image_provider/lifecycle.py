@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from .aws import AwsGateway, ExportError, ExportTask
+from .image import S3Object
 from .spec import RESERVED_TAG_PREFIX, ExportSpec
 from .slots import queue_for
 from .waiter import TaskVanished, WaitFailed, WaitPolicy, WaitTimedOut, load_policy, wait_for_export
@@ -41,6 +42,7 @@ class ExportState:
     progress: int | None
     s3_key: str
     tags: Mapping[str, str] = field(default_factory=dict)
+    s3_object: S3Object | None = None  # the image, once the export is completed and it was seen
 
 
 def _name(spec: ExportSpec) -> str:
@@ -66,7 +68,7 @@ def identity_tags(spec: ExportSpec) -> dict[str, str]:
     return tags
 
 
-def _state(spec: ExportSpec, task: ExportTask) -> ExportState:
+def _state(spec: ExportSpec, task: ExportTask, image: S3Object | None = None) -> ExportState:
     completed = task.status == "completed"
     return ExportState(
         task_id=task.task_id,
@@ -75,7 +77,15 @@ def _state(spec: ExportSpec, task: ExportTask) -> ExportState:
         progress=100 if completed else task.progress,
         s3_key=spec.s3_key(task.task_id),
         tags=user_tags(task.tags),
+        s3_object=image if completed else None,
     )
+
+
+def _image(spec: ExportSpec, task: ExportTask, gateway: AwsGateway) -> S3Object | None:
+    """A completed export's object as it is now (size, ETag, version), first seen when the export completes."""
+    if task.status != "completed":
+        return None
+    return gateway.head_object(spec.s3_bucket, spec.s3_key(task.task_id))
 
 
 def unclaimed_tasks(spec: ExportSpec, gateway: AwsGateway) -> list[ExportTask]:
@@ -179,7 +189,7 @@ def create_export(spec: ExportSpec, gateway: AwsGateway, log: Log, policy: WaitP
     if spec.wait_for_completion:
         task = wait_until_exported(spec, task, gateway, log, policy, deadline, release_slot=True)
     claim(task.task_id, gateway)
-    return _state(spec, task)
+    return _state(spec, task, _image(spec, task, gateway))
 
 
 def wait_until_exported(
@@ -298,24 +308,53 @@ def _start(spec: ExportSpec, gateway: AwsGateway, log: Log, policy: WaitPolicy, 
     return task
 
 
-def read_export(spec: ExportSpec, task_id: str, gateway: AwsGateway, known_tags: Mapping[str, str]) -> ExportState | None:
+def read_export(
+    spec: ExportSpec,
+    task_id: str,
+    gateway: AwsGateway,
+    known_tags: Mapping[str, str],
+    known: S3Object | None = None,
+    log: Log | None = None,
+) -> ExportState | None:
     """The export as AWS has it now, or None when it is gone.
 
     Task records do not live for ever, so when AWS no longer knows the task the
     S3 object decides: present, the export still exists (completed); absent, it
     is gone. A completed task whose object was deleted out of band is gone too,
-    and so is a cancelled or failed one.
+    and so is a cancelled or failed one. So is one whose object was replaced:
+    another ETag or version at the key than the one ``known`` (the state's) is
+    not the image this export wrote.
     """
     task = gateway.describe(task_id)
+    if task is not None and task.status not in ("active", "completed"):
+        return None
+    if task is not None and task.status == "active":
+        return _state(spec, task)
+    key = spec.s3_key(task_id)
+    image = gateway.head_object(spec.s3_bucket, key)
+    if image is None:
+        return None
+    if known is not None and replaced(known, image):
+        if log is not None:
+            kept = f"; its version {known.version_id} is still in the bucket" if known.version_id else ""
+            log(f"{_name(spec)}: s3://{spec.s3_bucket}/{key} was replaced out of band "
+                f"({_describe(known)} became {_describe(image)}): the export is treated as gone{kept}")
+        return None
     if task is None:
-        if gateway.object_exists(spec.s3_bucket, spec.s3_key(task_id)):
-            return ExportState(task_id, "completed", None, 100, spec.s3_key(task_id), dict(known_tags))
-        return None
-    if task.status not in ("active", "completed"):
-        return None
-    if task.status == "completed" and not gateway.object_exists(spec.s3_bucket, spec.s3_key(task_id)):
-        return None
-    return _state(spec, task)
+        return ExportState(task_id, "completed", None, 100, key, dict(known_tags), image)
+    return _state(spec, task, image)
+
+
+def replaced(known: S3Object, found: S3Object) -> bool:
+    """Is ``found`` another object than the ``known`` one: another version, or (unversioned) another ETag."""
+    if known.version_id and found.version_id != known.version_id:
+        return True
+    return bool(known.etag) and found.etag != known.etag
+
+
+def _describe(image: S3Object) -> str:
+    version = f" version {image.version_id}" if image.version_id else ""
+    return f"ETag {image.etag}{version}"
 
 
 def update_tags(task_id: str, old: Mapping[str, str], new: Mapping[str, str], gateway: AwsGateway) -> None:
@@ -326,12 +365,12 @@ def update_tags(task_id: str, old: Mapping[str, str], new: Mapping[str, str], ga
 
 def update_export(
     spec: ExportSpec, task_id: str, old_tags: Mapping[str, str], status: str | None, gateway: AwsGateway, log: Log
-) -> ExportTask | None:
+) -> ExportState | None:
     """Apply an in-place change: the tags, the identity tags, and a wait newly asked for.
 
     AWS drops task records after a while, but the export lives on in its object
     (see :func:`read_export`): tags then have nowhere to go, which is said once
-    and is no reason to fail. Returns the task when it was waited for, else None.
+    and is no reason to fail. Returns the export's state when it was waited for, else None.
     """
     try:
         update_tags(task_id, old_tags, spec.tags, gateway)
@@ -345,11 +384,12 @@ def update_export(
     if spec.wait_for_completion and status == "active":
         task = gateway.describe(task_id)
         if task is not None and task.status == "active":
-            return wait_until_exported(spec, task, gateway, log)
+            task = wait_until_exported(spec, task, gateway, log)
+            return _state(spec, task, _image(spec, task, gateway))
     return None
 
 
-def delete_export(spec: ExportSpec, task_id: str, gateway: AwsGateway, log: Log) -> None:
+def delete_export(spec: ExportSpec, task_id: str, gateway: AwsGateway, log: Log, known: S3Object | None = None) -> None:
     """Cancel an active task, delete a completed one's object; whatever is gone already is fine.
 
     AWS removes a cancelled task's partial output itself. A task too far on to
@@ -376,8 +416,29 @@ def delete_export(spec: ExportSpec, task_id: str, gateway: AwsGateway, log: Log)
                 pass
             except WaitTimedOut as timeout:
                 raise ExportFailed(f"delete: {timeout}") from None
-    key = spec.s3_key(task_id)
-    gateway.delete_object(spec.s3_bucket, key)
-    log(f"{_name(spec)}: export task {task_id}: deleted s3://{spec.s3_bucket}/{key}")
+    _delete_image(spec, task_id, gateway, log, known)
     if task is not None:
         _untag(task_id, gateway)
+
+
+def _delete_image(spec: ExportSpec, task_id: str, gateway: AwsGateway, log: Log, known: S3Object | None) -> None:
+    """Delete the export's image and nothing else: in a versioning bucket exactly its version, leaving no delete marker.
+
+    With a version recorded (``known``, from state) that version is deleted by
+    id, whatever else is at the key. Otherwise the current object is deleted
+    (by its version id, if the bucket has started versioning since), unless its
+    ETag shows it is someone else's.
+    """
+    key = spec.s3_key(task_id)
+    where = f"s3://{spec.s3_bucket}/{key}"
+    version = known.version_id if known is not None else None
+    image = gateway.head_object(spec.s3_bucket, key, version)
+    if image is None:
+        return
+    if version is None and known is not None and replaced(known, image):
+        log(f"{_name(spec)}: export task {task_id}: {where} is not this export's image any more "
+            f"({_describe(known)} became {_describe(image)}): left in place")
+        return
+    gateway.delete_object(spec.s3_bucket, key, image.version_id)
+    log(f"{_name(spec)}: export task {task_id}: deleted {where}" + (f" version {image.version_id}" if image.version_id else ""))
+

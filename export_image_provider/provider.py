@@ -9,6 +9,7 @@ with no changes runs) free of its import time.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Iterator, Mapping
@@ -31,7 +32,9 @@ from pulumi.runtime.rpc import UNKNOWN
 from .workers import widen_provider_pool
 from .spec import REPLACE_PROPERTIES, UPDATE_PROPERTIES, ExportSpec, normalize, to_spec, validate
 
-OUTPUT_PROPERTIES = ("export_image_task_id", "status", "status_message", "progress", "s3_key", "s3_uri")
+OBJECT_PROPERTIES = ("s3_object_size", "s3_etag", "s3_version_id", "s3_last_modified")
+OUTPUT_PROPERTIES = ("export_image_task_id", "status", "status_message", "progress", "s3_key", "s3_uri",
+                     *OBJECT_PROPERTIES)
 # Inputs that change only how the provider behaves, never the task: updated in place.
 BEHAVIOUR_PROPERTIES = ("wait_for_completion", "timeout_minutes", "existing_task_id")
 # The provider's own bookkeeping (lifecycle.identity_tags): a change re-tags the task in place.
@@ -69,6 +72,20 @@ def _comparable(name: str, value: Any) -> Any:
     if name == "tags":
         return dict(value or {})
     return value
+
+
+def _recorded_image(props: Mapping[str, Any]) -> Any:
+    """The image the state last saw (an ``S3Object``), or None for an export not seen completed."""
+    if not props.get("s3_etag"):
+        return None
+    from .image import S3Object
+
+    return S3Object(
+        size=int(props.get("s3_object_size") or 0),
+        etag=props["s3_etag"],
+        version_id=props.get("s3_version_id") or None,
+        last_modified=props.get("s3_last_modified") or "",
+    )
 
 
 class ImageExportProvider(ResourceProvider):
@@ -138,7 +155,8 @@ class ImageExportProvider(ResourceProvider):
         return DiffResult(
             changes=bool(replaces or updates),
             replaces=replaces,
-            stables=["export_image_task_id", "s3_key", "s3_uri"] if not replaces else [],
+            stables=(["export_image_task_id", "s3_key", "s3_uri"]
+                     + (list(OBJECT_PROPERTIES) if olds.get("status") == "completed" else [])) if not replaces else [],
             # An export that may still run holds AWS's one-active-export-per-AMI slot and a region
             # slot: cancel it first, or the replacement waits behind an export about to be deleted.
             # Also said with no replaces, for the engine's forced replacements (up --replace).
@@ -160,7 +178,7 @@ class ImageExportProvider(ResourceProvider):
         spec = to_spec(props)
         with _one_line():
             gateway = self._gateway(props.get("region"))
-            state = read_export(spec, id_, gateway, props.get("tags") or {})
+            state = read_export(spec, id_, gateway, props.get("tags") or {}, _recorded_image(props), _log)
         if state is None:
             return ReadResult("", {})
         return ReadResult(id_, self._outputs(props, spec, gateway.region, state))
@@ -174,12 +192,15 @@ class ImageExportProvider(ResourceProvider):
             waited = update_export(spec, id_, olds.get("tags") or {}, olds.get("status"), gateway, _log)
         state = ExportState(
             task_id=id_,
-            status="completed" if waited else olds.get("status") or "",
-            status_message=None if waited else olds.get("status_message"),
-            progress=100 if waited else olds.get("progress"),
+            status=olds.get("status") or "",
+            status_message=olds.get("status_message"),
+            progress=olds.get("progress"),
             s3_key=olds.get("s3_key") or spec.s3_key(id_),
             tags=dict(spec.tags),
+            s3_object=_recorded_image(olds),
         )
+        if waited is not None:
+            state = dataclasses.replace(waited, tags=dict(spec.tags))
         return UpdateResult(self._outputs(news, spec, gateway.region, state))
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
@@ -187,7 +208,7 @@ class ImageExportProvider(ResourceProvider):
 
         spec = to_spec(props)
         with _one_line():
-            delete_export(spec, id_, self._gateway(props.get("region")), _log)
+            delete_export(spec, id_, self._gateway(props.get("region")), _log, _recorded_image(props))
 
     @staticmethod
     def _outputs(inputs: Mapping[str, Any], spec: ExportSpec, region: str, state: Any) -> dict[str, Any]:
@@ -201,5 +222,12 @@ class ImageExportProvider(ResourceProvider):
             progress=state.progress,
             s3_key=state.s3_key,
             s3_uri=f"s3://{spec.s3_bucket}/{state.s3_key}",
+        )
+        image = state.s3_object
+        outs.update(
+            s3_object_size=image.size if image else None,
+            s3_etag=image.etag if image else None,
+            s3_version_id=image.version_id if image else None,
+            s3_last_modified=image.last_modified if image else None,
         )
         return outs

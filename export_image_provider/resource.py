@@ -60,6 +60,10 @@ class ImageExport(pulumi.dynamic.Resource, module="export_image_provider", name=
     progress: pulumi.Output[Optional[int]]
     s3_key: pulumi.Output[str]
     s3_uri: pulumi.Output[str]
+    s3_object_size: pulumi.Output[Optional[int]]
+    s3_etag: pulumi.Output[Optional[str]]
+    s3_version_id: pulumi.Output[Optional[str]]
+    s3_last_modified: pulumi.Output[Optional[str]]
 
     def __init__(
         self,

@@ -137,7 +137,9 @@ def test_local_program_of_the_basic_example(emulator, world, tmp_path, monkeypat
         outputs = {name: value.value for name, value in up.outputs.items()}
         task_id = outputs["exportImageTaskId"]
         key = f"exports/{task_id}.vhd"
-        assert outputs == {"exportImageTaskId": task_id, "status": "completed", "s3Uri": f"s3://{world['bucket']}/{key}"}
+        found = emulator.client("s3").head_object(Bucket=world["bucket"], Key=key)
+        assert outputs == {"exportImageTaskId": task_id, "status": "completed", "s3Uri": f"s3://{world['bucket']}/{key}",
+                           "s3ObjectSize": found["ContentLength"], "s3Etag": found["ETag"].strip('"')}
         assert objects(emulator, world["bucket"]) == {key}
         assert stack.preview(expect_no_changes=True).change_summary == {"same": 2}
 

@@ -125,6 +125,8 @@ EXAMPLE_CASES = {
             "exportImageTaskId": outs["image"]["export_image_task_id"],
             "status": "completed",
             "s3Uri": outs["image"]["s3_uri"],
+            "s3ObjectSize": outs["image"]["s3_object_size"],
+            "s3Etag": outs["image"]["s3_etag"],
         },
         edit_tags=_basic_tags,
         new_tags={"team": "qa"},

@@ -130,6 +130,7 @@ def test_call_detail_has_access_key_and_expected_bucket_owner(
         ("POST", "/b", "delete", "DeleteObjects"), ("PUT", "/b/k/e/y", "", "PutObject"),
         ("GET", "/b/k", "tagging", "GetObjectTagging"), ("POST", "/b/k", "uploads", "CreateMultipartUpload"),
         ("PUT", "/b/k", "partNumber=1&uploadId=u", "UploadPart"), ("DELETE", "/b/k", "", "DeleteObject"),
+        ("DELETE", "/b/k", "versionId=v", "DeleteObjectVersion"), ("HEAD", "/b/k", "versionId=v", "HeadObjectVersion"),
     ],
 )
 def test_s3_operation_names(method: str, path: str, query: str, operation: str) -> None:

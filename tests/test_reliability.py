@@ -447,6 +447,8 @@ IAM_NEEDS: dict[str, list[tuple[str, str]]] = {
     "s3:HeadObject": [("s3:GetObject", "arn:aws:s3:::{bucket}/key")],
     "s3:GetObject": [("s3:GetObject", "arn:aws:s3:::{bucket}/key")],
     "s3:DeleteObject": [("s3:DeleteObject", "arn:aws:s3:::{bucket}/key")],
+    "s3:HeadObjectVersion": [("s3:GetObjectVersion", "arn:aws:s3:::{bucket}/key")],
+    "s3:DeleteObjectVersion": [("s3:DeleteObjectVersion", "arn:aws:s3:::{bucket}/key")],
     "s3:ListObjectsV2": [("s3:ListBucket", "arn:aws:s3:::{bucket}")],
     "s3:ListObjects": [("s3:ListBucket", "arn:aws:s3:::{bucket}")],
     "sts:GetCallerIdentity": [],  # needs no permission

@@ -20,3 +20,5 @@ export = ImageExport(
 pulumi.export("exportImageTaskId", export.export_image_task_id)
 pulumi.export("status", export.status)
 pulumi.export("s3Uri", export.s3_uri)
+pulumi.export("s3ObjectSize", export.s3_object_size)
+pulumi.export("s3Etag", export.s3_etag)

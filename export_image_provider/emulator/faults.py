@@ -153,6 +153,8 @@ def s3_operation(method: str, path: str, query: dict[str, list[str]], copy_sourc
     if method == "PUT" and copy_source:
         return "CopyObject"
     plain = {"HEAD": "HeadObject", "GET": "GetObject", "PUT": "PutObject", "DELETE": "DeleteObject"}
+    if "versionId" in query and method in ("HEAD", "GET", "DELETE"):
+        return plain[method] + "Version"  # one API operation, but IAM wants s3:*ObjectVersion for it
     return plain.get(method, f"{verb}Object")
 
 

@@ -128,7 +128,13 @@ class MotoWorld:
             raise ExportError(codes["bucket_kms"], msg)
 
     def put_object(self, account_id: str, region: str, bucket: str, key: str, body: bytes) -> None:
-        s3_backends[account_id][get_partition(region)].put_object(bucket, key, body)
+        """Write the image as S3 writes any new object: a new version if the bucket versions, under its default retention."""
+        backend = s3_backends[account_id][get_partition(region)]
+        target = backend.get_bucket(bucket)
+        lock = {}
+        if target.has_default_lock:
+            lock = {"lock_mode": target.default_lock_mode, "lock_until": target.default_retention()}
+        backend.put_object(bucket, key, body, **lock)
 
 
 def _role_refusal(role_name: str) -> str:
