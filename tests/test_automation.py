@@ -91,7 +91,8 @@ def test_inline_program_up_preview_refresh_destroy(emulator, world, tmp_path, mo
     )
     try:
         up = stack.up(on_output=lambda _line: None)
-        assert up.summary.result == "succeeded" and up.summary.resource_changes == {"create": 2}
+        # The stack, its hidden StackIdentity and the export.
+        assert up.summary.result == "succeeded" and up.summary.resource_changes == {"create": 3}
         outputs = {name: value.value for name, value in up.outputs.items()}
         task_id = outputs["taskId"]
         assert outputs == {"taskId": task_id, "s3Key": f"automation/{task_id}.raw", "status": "completed"}
@@ -99,13 +100,13 @@ def test_inline_program_up_preview_refresh_destroy(emulator, world, tmp_path, mo
         assert task_tags(emulator, task_id)["team"] == "platform"
 
         preview = stack.preview(expect_no_changes=True)
-        assert preview.change_summary == {"same": 2}
+        assert preview.change_summary == {"same": 3}
 
         tags["team"] = "data"  # the program is re-run by the next operation: an update in place
         preview = stack.preview()
-        assert preview.change_summary == {"same": 1, "update": 1}
+        assert preview.change_summary == {"same": 2, "update": 1}
         up = stack.up()
-        assert up.summary.resource_changes == {"same": 1, "update": 1}
+        assert up.summary.resource_changes == {"same": 2, "update": 1}
         assert up.outputs["taskId"].value == task_id
         assert task_tags(emulator, task_id)["team"] == "data"
 
@@ -114,7 +115,7 @@ def test_inline_program_up_preview_refresh_destroy(emulator, world, tmp_path, mo
         assert exported(stack)["inline"]["tags"] == {"team": "data"}
 
         destroy = stack.destroy()
-        assert destroy.summary.resource_changes == {"delete": 2}
+        assert destroy.summary.resource_changes == {"delete": 3}
         assert objects(emulator, world["bucket"]) == set()
     finally:
         stack.workspace.remove_stack("auto", force=True)
@@ -130,7 +131,7 @@ def test_local_program_of_the_basic_example(emulator, world, tmp_path, monkeypat
             "format": auto.ConfigValue("VHD"),
         })
         preview = stack.preview()
-        assert preview.change_summary == {"create": 2}
+        assert preview.change_summary == {"create": 3}  # the stack, its StackIdentity, the export
         assert emulator.client("ec2").describe_export_image_tasks()["ExportImageTasks"] == []
 
         up = stack.up()
@@ -141,7 +142,7 @@ def test_local_program_of_the_basic_example(emulator, world, tmp_path, monkeypat
         assert outputs == {"exportImageTaskId": task_id, "status": "completed", "s3Uri": f"s3://{world['bucket']}/{key}",
                            "s3ObjectSize": found["ContentLength"], "s3Etag": found["ETag"].strip('"')}
         assert objects(emulator, world["bucket"]) == {key}
-        assert stack.preview(expect_no_changes=True).change_summary == {"same": 2}
+        assert stack.preview(expect_no_changes=True).change_summary == {"same": 3}
 
         stack.destroy()
         assert objects(emulator, world["bucket"]) == set()

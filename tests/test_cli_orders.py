@@ -1,0 +1,100 @@
+"""Orders of operations through the real Pulumi CLI: forced replacement, and two backends' stacks of one name.
+
+``test_lifecycle_orders.py`` pins these against the provider directly; here the
+engine itself decides the order (create-before-delete, or delete-before-replace
+when the provider's diff asks for it), so a change in how Pulumi reads the diff
+shows up. The CLI is built from upstream's Go module; the Python language host
+beside it is this project's own (see the README's "Installing the Pulumi CLI").
+"""
+
+from __future__ import annotations
+
+
+from pulumi_cli import PulumiProject
+from reliability_report import PROJECT_YAML
+from test_cli_lifecycle import all_tasks, export_bucket, objects, outputs_of, seeded, tag_dict  # noqa: F401
+from export_image_provider.lifecycle import CLAIM_TAG, STACK_TAG
+
+PROGRAM = """\
+import pulumi
+
+from export_image_provider import ImageExport
+
+config = pulumi.Config()
+export = ImageExport("image", image_id=config.require("imageId"), disk_image_format="VMDK",
+                     s3_bucket=config.require("bucket"), s3_prefix="orders/",
+                     wait_for_completion=config.get_bool("wait") is not False)
+pulumi.export("taskId", export.export_image_task_id)
+"""
+
+
+def project_in(tmp_path, emulator, seeded, bucket, **config):  # noqa: F811 - fixture imported above
+    project = PulumiProject(tmp_path, emulator.url, files={
+        "Pulumi.yaml": PROJECT_YAML.format(name="export-image-orders"), "__main__.py": PROGRAM})
+    project.stack_init(imageId=seeded["image_id"], bucket=bucket, **config)
+    return project
+
+
+def statuses(emulator):
+    return {t["ExportImageTaskId"]: t["Status"] for t in all_tasks(emulator)}
+
+
+def test_up_replace_keeps_the_new_image_and_removes_the_old(emulator, seeded, tmp_path):  # noqa: F811
+    emulator.reset()
+    emulator.set_config(export_seconds=0.5)
+    bucket = export_bucket(emulator)
+    project = project_in(tmp_path, emulator, seeded, bucket)
+    try:
+        project.up()
+        old = outputs_of(project)["image"]
+        [urn] = [r["urn"] for r in project.stack_export()["deployment"]["resources"] if r["urn"].endswith("::image")]
+        project.up("--replace", urn)
+        new = outputs_of(project)["image"]
+        assert new["export_image_task_id"] != old["export_image_task_id"]
+        assert objects(emulator, bucket) == {new["s3_key"]}, "the new image is kept, the old one deleted"
+        project.refresh("--expect-no-changes")
+        assert outputs_of(project)["image"]["export_image_task_id"] == new["export_image_task_id"]
+    finally:
+        project.teardown()
+
+
+def test_up_replace_of_a_running_export_cancels_it_before_starting_the_next(emulator, seeded, tmp_path):  # noqa: F811
+    """The engine honours the diff's delete-before-replace for a forced replacement too."""
+    emulator.reset()
+    emulator.set_config(export_seconds=600)
+    bucket = export_bucket(emulator)
+    project = project_in(tmp_path, emulator, seeded, bucket, wait="false")
+    try:
+        project.up()
+        old = outputs_of(project)["image"]
+        assert old["status"] == "active"
+        [urn] = [r["urn"] for r in project.stack_export()["deployment"]["resources"] if r["urn"].endswith("::image")]
+        result = project.up("--replace", urn)
+        assert "waiting for a free export slot" not in result.stdout + result.stderr
+        new = outputs_of(project)["image"]
+        found = statuses(emulator)
+        assert found[old["export_image_task_id"]] in ("deleting", "deleted")
+        assert found[new["export_image_task_id"]] == "active"
+    finally:
+        project.teardown()
+
+
+def test_same_named_stacks_in_two_backends_keep_their_own_tasks(emulator, seeded, tmp_path):  # noqa: F811
+    emulator.reset()
+    emulator.set_config(export_seconds=0.5)
+    bucket = export_bucket(emulator)
+    mine = project_in(tmp_path / "mine", emulator, seeded, bucket)
+    theirs = project_in(tmp_path / "theirs", emulator, seeded, bucket)
+    try:
+        mine.up()
+        theirs.up()
+        a, b = outputs_of(mine)["image"], outputs_of(theirs)["image"]
+        assert a["export_image_task_id"] != b["export_image_task_id"]
+        tags = {t["ExportImageTaskId"]: tag_dict(t) for t in all_tasks(emulator)}
+        assert tags[a["export_image_task_id"]][STACK_TAG] != tags[b["export_image_task_id"]][STACK_TAG]
+        assert all(CLAIM_TAG in tags[o["export_image_task_id"]] for o in (a, b))
+        theirs.destroy()
+        assert objects(emulator, bucket) == {a["s3_key"]}, "their destroy leaves my image"
+    finally:
+        theirs.teardown()
+        mine.teardown()
