@@ -88,22 +88,44 @@ def _image(spec: ExportSpec, task: ExportTask, gateway: AwsGateway) -> S3Object 
     return gateway.head_object(spec.s3_bucket, spec.s3_key(task.task_id))
 
 
-def unclaimed_tasks(spec: ExportSpec, gateway: AwsGateway) -> list[ExportTask]:
-    """Active and completed tasks this resource of this stack started that no create handed to the engine.
-
-    A task is claimed (:data:`CLAIM_TAG`) the moment a create hands it to the
-    engine; from then on a resource in some state reports it. A task without
-    the claim was started by a create that never returned (killed, cancelled,
-    timed out), so no resource the engine knows of reports it.
-    """
+def own_tasks(spec: ExportSpec, gateway: AwsGateway) -> list[ExportTask]:
+    """Active and completed tasks started for this resource of this stack (its identity tags)."""
     tags = identity_tags(spec)
     if not tags:
         return []
     return [
         task
         for task in gateway.tasks_tagged(RESOURCE_TAG, tags[RESOURCE_TAG])
-        if CLAIM_TAG not in task.tags and task.tags.get(STACK_TAG) == tags.get(STACK_TAG)
+        if task.tags.get(STACK_TAG) == tags.get(STACK_TAG)
     ]
+
+
+def unclaimed_tasks(spec: ExportSpec, gateway: AwsGateway) -> list[ExportTask]:
+    """This resource's tasks that no create handed to the engine.
+
+    A task is claimed (:data:`CLAIM_TAG`) the moment a create hands it to the
+    engine; from then on a resource in some state reports it. A task without
+    the claim was started by a create that never returned (killed, cancelled,
+    timed out), so no resource the engine knows of reports it.
+    """
+    return [task for task in own_tasks(spec, gateway) if CLAIM_TAG not in task.tags]
+
+
+def cancel_replaced(spec: ExportSpec, gateway: AwsGateway, log: Log) -> None:
+    """Cancel the running export this create replaces when the engine did not ask the provider first.
+
+    ``pulumi up --replace`` never calls Diff, so the engine replaces
+    create-before-delete even while the old export runs; the new export would
+    then wait behind AWS's one-export-per-AMI rule for an export the engine
+    deletes right after. A claimed, active task of this resource with the same
+    inputs is exactly that predecessor: it holds no image yet, and is cancelled.
+    """
+    fingerprint = spec.fingerprint()
+    for task in own_tasks(spec, gateway):
+        if CLAIM_TAG in task.tags and task.status == "active" and task.tags.get(SPEC_TAG) == fingerprint:
+            outcome = gateway.cancel(task.task_id)
+            log(f"{_name(spec)}: cancelled export task {task.task_id}, the running export this replacement "
+                f"replaces ({outcome})")
 
 
 def find_resumable(spec: ExportSpec, gateway: AwsGateway, log: Log) -> ExportTask | None:
@@ -185,6 +207,7 @@ def create_export(spec: ExportSpec, gateway: AwsGateway, log: Log, policy: WaitP
         task = _take_over(task, spec, gateway)
         log(f"{_name(spec)}: resuming export task {task.task_id} ({task.status})")
     else:
+        cancel_replaced(spec, gateway, log)
         task = _start(spec, gateway, log, policy, deadline)
     if spec.wait_for_completion:
         task = wait_until_exported(spec, task, gateway, log, policy, deadline, release_slot=True)

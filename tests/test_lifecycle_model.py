@@ -27,6 +27,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from pulumi.dynamic import DiffResult
+
 from export_image_provider import ImageExportProvider
 from export_image_provider.lifecycle import CLAIM_TAG, RESOURCE_TAG, STACK_TAG
 from test_provider import object_exists, world  # noqa: F401 - pytest fixture
@@ -91,8 +93,9 @@ class EngineModel(RuleBasedStateMachine):
         if old is None:
             self.create(key, news)
             return
-        diff = self.provider.diff(old["id"], old, news)
-        if diff.replaces or forced:
+        # A forced replacement (up --replace) never asks the provider: create-before-delete.
+        diff = DiffResult(changes=True, replaces=["id"]) if forced else self.provider.diff(old["id"], old, news)
+        if diff.replaces:
             if diff.delete_before_replace:
                 self.delete(key)
                 self.create(key, news)

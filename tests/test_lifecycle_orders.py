@@ -18,9 +18,16 @@ from test_provider import fresh_tasks, provider, world  # noqa: F401 - pytest fi
 
 
 def engine_replace(provider, id_, olds, news, forced=False):
-    """What the engine does for a replacement: create-before-delete unless diff asks otherwise."""
+    """What the engine does for a replacement: create-before-delete unless diff asks otherwise.
+
+    A forced replacement (``pulumi up --replace``) never calls Diff: create-before-delete.
+    """
+    if forced:
+        created = provider.create(news)
+        provider.delete(id_, olds)
+        return created
     diff = provider.diff(id_, olds, news)
-    assert forced or diff.replaces, "expected a replacement"
+    assert diff.replaces, "expected a replacement"
     if diff.delete_before_replace:
         provider.delete(id_, olds)
         return provider.create(news)
@@ -79,6 +86,18 @@ def test_replacement_of_a_running_export_cancels_it_first(world, emulator, provi
     emulator.set_config(export_seconds=1)
     new = engine_replace(provider, old.id, old.outs, news)
     assert new.outs["status"] == "completed"
+    statuses = {t["ExportImageTaskId"]: t["Status"] for t in tasks(emulator)}
+    assert statuses[old.id] in ("deleting", "deleted") and statuses[new.id] == "completed"
+
+
+def test_forced_replacement_of_a_running_export_cancels_it_instead_of_queueing(world, emulator, provider, capsys):
+    """up --replace never asks Diff; the create cancels the running predecessor it replaces (defect 2)."""
+    emulator.set_config(export_seconds=600)
+    old = provider.create(props(world, wait_for_completion=False))
+    emulator.set_config(export_seconds=1)
+    new = engine_replace(provider, old.id, old.outs, same_resource(old, wait_for_completion=True), forced=True)
+    assert new.outs["status"] == "completed"
+    assert "waiting for a free export slot" not in capsys.readouterr().err
     statuses = {t["ExportImageTaskId"]: t["Status"] for t in tasks(emulator)}
     assert statuses[old.id] in ("deleting", "deleted") and statuses[new.id] == "completed"
 
