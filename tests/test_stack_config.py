@@ -26,12 +26,15 @@ from pulumi.dynamic.config import Config
 
 from conftest import REPO_ROOT
 from engine import DynamicProviderProcess
+from reliability_report import output_of, set_program
 from test_provider import props, world  # noqa: F401 - fixture
 
 from export_image_provider import ImageExportProvider
 from export_image_provider.aws import AwsAuth
 from export_image_provider.aws import _session as aws_session
 from export_image_provider.stack_config import KEYS, StackConfigError, read_stack_config
+
+pytest_plugins = ["reliability_report"]
 
 ROLE_POLICY = '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ec2:*", "Resource": "*"}]}'
 OTHER_ACCOUNT = "111111111111"
@@ -296,3 +299,36 @@ def test_the_engine_path_refuses_an_unsupported_key_at_check_and_honours_assume_
         server.close()
     [export] = [c["access_key"] for c in emulator.call_detail() if c["action"] == "ExportImage"]
     assert assumed_roles(emulator)[export]["arn"].endswith(":assumed-role/engine-deployer/over-grpc")
+
+
+def test_through_the_cli_path_config_assumes_roles_and_refuses_a_wrong_account_or_key(world, emulator, fresh,
+                                                                                       make_project):
+    arn = role(emulator, "cli-deployer")
+    args = {"image_id": world["image_id"], "disk_image_format": "VMDK", "s3_bucket": world["bucket"],
+            "s3_prefix": f"cli-{uuid.uuid4().hex[:8]}/"}
+    project = make_project("stack-config-cli", [("img", args)])
+    project.config_set("aws:assumeRoles[0].roleArn", arn, path=True)
+    project.config_set("aws:assumeRoles[0].sessionName", "via-cli", path=True)
+    project.config_set("aws:allowedAccountIds[0]", world["account_id"], path=True)
+    emulator.reset_calls()
+    project.up()
+    [export] = [c["access_key"] for c in emulator.call_detail() if c["action"] == "ExportImage"]
+    assert assumed_roles(emulator)[export]["arn"].endswith(":assumed-role/cli-deployer/via-cli")
+
+    project.config_set("aws:allowedAccountIds[0]", "222222222222", path=True)
+    set_program(project, [("img", {**args, "tags": {"team": "other"}})])  # an update: the provider calls AWS
+    emulator.reset_calls()
+    refused_update = project.up(check=False)
+    assert refused_update.code != 0
+    assert (f"aws:allowedAccountIds: the credentials are for account {world['account_id']}, which is not one of "
+            "222222222222") in output_of(refused_update)
+    assert {c["service"] for c in emulator.call_detail()} == {"sts"}
+    project.config_set("aws:allowedAccountIds[0]", world["account_id"], path=True)
+
+    project.config_set("aws:defaultTags.tags.team", "platform", path=True)
+    refused_preview = project.preview(check=False)
+    assert refused_preview.code != 0
+    assert "aws:defaultTags: not supported by ImageExport" in output_of(refused_preview)
+    project.run("config", "rm", "aws:defaultTags")
+    project.up()  # records the restored config on the provider, which destroy uses
+    project.destroy()
