@@ -28,8 +28,10 @@ import botocore.config
 import botocore.exceptions
 
 from . import __version__
+from .credentials import assumed_session
 from .image import S3Object, version_delete_hint
 from .spec import ExportSpec
+from .stack_config import AssumeRole
 
 TASK_ID_PREFIX = "export-ami-"
 MAX_DESCRIBE_IDS = 200
@@ -49,6 +51,11 @@ _ACCOUNTS: dict[tuple[str, AwsAuth], str] = {}
 BATCH_WINDOW = 0.2
 BATCH_WINDOW_ENV = "EXPORT_IMAGE_PROVIDER_BATCH_WINDOW"  # seconds; 0 turns batching off (benchmark baseline)
 
+ENCRYPTED_AMI_HINT = (
+    "AMIs with encrypted EBS snapshots cannot be exported, and no copy of the AMI or snapshot removes "
+    "encryption: launch an instance from the AMI, copy its data onto new unencrypted EBS volumes, "
+    "create an AMI from those volumes and export that, or fix image_id"
+)
 # Known prerequisites: (code, words in AWS's message) -> what the user should do.
 _HINTS: tuple[tuple[str, str, str], ...] = (
     ("InvalidParameter", "service role", "create the service role as the README's 'IAM' section shows "
@@ -56,8 +63,9 @@ _HINTS: tuple[tuple[str, str, str], ...] = (
     ("InvalidParameter", "kms", "VM Import/Export cannot write to a bucket whose default encryption is SSE-KMS: "
      "use a bucket with SSE-S3 (AES256) default encryption, or fix s3_bucket"),
     ("InvalidParameter", "bucket", "create the bucket in the export's region first, or fix s3_bucket"),
-    ("InvalidParameter", "encrypted", "AMIs with encrypted EBS snapshots cannot be exported: "
-     "copy the AMI without encryption (ec2 copy-image) and export the copy"),
+    # VM Import/Export guide, "Considerations for image export": no image with encrypted EBS snapshots;
+    # EBS guide, "Changing the encryption state": no copy removes encryption, data can move between volumes.
+    ("InvalidParameter", "encrypted", ENCRYPTED_AMI_HINT),
     ("NotExportable", "another account", "only AMIs owned by the caller's account can be exported: "
      "copy the AMI into this account (ec2 copy-image) and export the copy, or fix image_id"),
     ("NotExportable", "", "AMIs with Marketplace or AWS-provided third-party software (such as Windows) "
@@ -149,16 +157,19 @@ def _hint(code: str, message: str) -> str | None:
 
 @dataclass(frozen=True)
 class AwsAuth:
-    """Where credentials come from: a profile, or keys from stack config; None fields mean boto3's chain.
+    """Where credentials come from: a profile or keys from stack config (None fields mean boto3's chain),
+    then the roles of ``aws:assumeRoles`` assumed in turn.
 
-    Lives only in the provider process (the provider pickles to nothing), and
-    its repr never shows a key.
+    Lives only in the provider process (the provider pickles to nothing); hashable,
+    as clients are cached by it, and its repr never shows a key.
     """
 
     profile: str | None = None
     access_key: str | None = field(default=None, repr=False)
     secret_key: str | None = field(default=None, repr=False)
     token: str | None = field(default=None, repr=False)
+    assume_roles: tuple[AssumeRole, ...] = ()
+    sts_region: str | None = None
 
 
 Profile = AwsAuth | str | None
@@ -172,12 +183,15 @@ def _session(profile: Profile) -> boto3.session.Session:
     auth = _auth(profile)
     session = _SESSIONS.get(auth)
     if session is None:
-        session = _SESSIONS[auth] = boto3.session.Session(
+        session = boto3.session.Session(
             profile_name=auth.profile,
             aws_access_key_id=auth.access_key,
             aws_secret_access_key=auth.secret_key,
             aws_session_token=auth.token,
         )
+        if auth.assume_roles:
+            session = assumed_session(session, auth.assume_roles, auth.profile, auth.sts_region, _BOTOCORE_CONFIG)
+        _SESSIONS[auth] = session
     return session
 
 

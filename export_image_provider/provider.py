@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -39,6 +40,7 @@ OUTPUT_PROPERTIES = ("export_image_task_id", "status", "status_message", "progre
 BEHAVIOUR_PROPERTIES = ("wait_for_completion", "timeout_minutes", "existing_task_id")
 # The provider's own bookkeeping (lifecycle.identity_tags): a change re-tags the task in place.
 IDENTITY_PROPERTIES = ("resource_key", "stack_identity")
+_ACCOUNT_LOCK = threading.Lock()
 
 
 def _is_unknown(value: Any) -> bool:
@@ -101,20 +103,47 @@ class ImageExportProvider(ResourceProvider):
         pass
 
     def configure(self, req: ConfigureRequest) -> None:
-        """Read stack config; in Pulumi's provider process, also lift its four-worker limit."""
+        """Read stack config (``stack_config.KEYS`` decides each ``aws:`` key); in Pulumi's provider
+        process, also lift its four-worker limit. A key it cannot honour fails every operation with its line.
+        """
+        from .stack_config import KEYS, NAMESPACE, StackConfigError, read_stack_config
+
         widen_provider_pool()
-        self.config_region = req.config.get("aws:region")
-        self.config_auth = (
-            req.config.get("aws:profile"),
-            req.config.get("aws:accessKey"),
-            req.config.get("aws:secretKey"),
-            req.config.get("aws:token"),
-        )
+        raw = getattr(req.config, "_props", None)  # the whole bag; pulumi.dynamic.Config has no public iterator
+        if not isinstance(raw, Mapping):
+            raw = {NAMESPACE + k: v for k in KEYS if (v := req.config.get(NAMESPACE + k)) is not None}
+        try:
+            self.stack_config = read_stack_config(raw)
+        except StackConfigError as problem:
+            raise Exception(str(problem)) from None
+        self.config_region = self.stack_config.region
 
     def _auth(self) -> Any:
         from .aws import AwsAuth
+        from .stack_config import StackConfig
 
-        return AwsAuth(*getattr(self, "config_auth", ()))
+        config = getattr(self, "stack_config", None) or StackConfig()
+        return AwsAuth(config.profile, config.access_key, config.secret_key, config.token,
+                       config.assume_roles, config.sts_region)
+
+    def _check_account(self, gateway: Any) -> None:
+        """Once per provider process, before its first AWS call: are these credentials valid, for an allowed account?
+
+        pulumi-aws validates credentials with STS unless ``aws:skipCredentialsValidation``;
+        ``aws:allowedAccountIds``/``aws:forbiddenAccountIds`` need the account either way.
+        """
+        config = getattr(self, "stack_config", None)
+        if config is None or getattr(self, "account_checked", False):
+            return
+        if config.skip_credentials_validation and not config.checks_account:
+            return
+        with _ACCOUNT_LOCK:
+            if getattr(self, "account_checked", False):
+                return
+            problem = config.account_problem(gateway.account_id)
+            if problem:
+                raise Exception(problem)
+            self.account_checked = True
 
     def _default_region(self) -> str | None:
         """The region a resource without ``region`` uses, when known without boto3."""
@@ -127,7 +156,9 @@ class ImageExportProvider(ResourceProvider):
     def _gateway(self, region: str | None) -> Any:
         from .aws import AwsGateway, resolve_region
 
-        return AwsGateway(resolve_region(region or self._default_region(), self._auth()), self._auth())
+        gateway = AwsGateway(resolve_region(region or self._default_region(), self._auth()), self._auth())
+        self._check_account(gateway)
+        return gateway
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         inputs = normalize(news)

@@ -1,7 +1,8 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures, and the guard that fails a session which modified a tracked file."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -17,6 +18,46 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EMULATOR_EXPORT_SECONDS = 2.0
+_TRACKED = pytest.StashKey[dict[str, str] | None]()
+
+
+def tracked_changes(root: Path = REPO_ROOT) -> dict[str, str] | None:
+    """Tracked files that differ from HEAD, each with its git status and a digest; None outside a git checkout."""
+    try:
+        listed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                capture_output=True, text=True, check=True, timeout=120).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    changes = {}
+    for entry in listed.splitlines():
+        path = entry[3:].split(" -> ")[-1].strip('"')
+        file = root / path
+        changes[path] = entry[:2] + (hashlib.sha256(file.read_bytes()).hexdigest() if file.is_file() else "-")
+    return changes
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_TRACKED] = tracked_changes()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_sessionfinish(session: pytest.Session) -> Any:
+    """Tests must not rewrite tracked files: a session that did fails, naming them (after every other finisher)."""
+    result = yield
+    before = session.config.stash.get(_TRACKED, None)
+    after = tracked_changes() if before is not None else None
+    if before is not None and after is not None:
+        touched = sorted(path for path in before.keys() | after.keys() if before.get(path) != after.get(path))
+        if touched:
+            line = f"this test session modified tracked files (tests must not rewrite them): {', '.join(touched)}"
+            reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None:
+                reporter.ensure_newline()
+                reporter.write_line(line, red=True, bold=True)
+            else:
+                print(line, file=sys.stderr)
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    return result
 
 
 def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.1) -> Any:

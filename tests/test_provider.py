@@ -237,7 +237,7 @@ def test_killed_create_is_resumed_not_duplicated(world, emulator):
         ({"role_name": "no-such-role"}, "ExportImage failed: InvalidParameter: The service role no-such-role"),
         ({"s3_bucket": "no-such-bucket-here"}, "no-such-bucket-here"),
         ({"image_id": "ami-0123456789abcdef0"}, "InvalidAMIID.NotFound"),
-        ({"image_id": "encrypted_image_id"}, "cannot be exported: copy the AMI without encryption"),
+        ({"image_id": "encrypted_image_id"}, "cannot be exported, and no copy of the AMI or snapshot removes encryption"),
         ({"image_id": "marketplace_image_id"}, "NotExportable"),
     ],
 )
