@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import os
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Future
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +26,9 @@ import botocore.config
 import botocore.exceptions
 
 from . import __version__
+from .batching import BATCH_WINDOW, BATCH_WINDOW_ENV, DescribeBatcher
 from .credentials import assumed_session
+from .errors import ExportError, translate
 from .image import S3Object, version_delete_hint
 from .spec import ExportSpec
 from .stack_config import AssumeRole
@@ -48,53 +48,6 @@ _CLIENTS: dict[tuple[str, str | None, AwsAuth], Any] = {}
 _SESSIONS: dict[AwsAuth, boto3.session.Session] = {}
 _BATCHERS: dict[tuple[str, AwsAuth], DescribeBatcher] = {}
 _ACCOUNTS: dict[tuple[str, AwsAuth], str] = {}
-BATCH_WINDOW = 0.2
-BATCH_WINDOW_ENV = "EXPORT_IMAGE_PROVIDER_BATCH_WINDOW"  # seconds; 0 turns batching off (benchmark baseline)
-
-ENCRYPTED_AMI_HINT = (
-    "AMIs with encrypted EBS snapshots cannot be exported, and no copy of the AMI or snapshot removes "
-    "encryption: launch an instance from the AMI, copy its data onto new unencrypted EBS volumes, "
-    "create an AMI from those volumes and export that, or fix image_id"
-)
-# Known prerequisites: (code, words in AWS's message) -> what the user should do.
-_HINTS: tuple[tuple[str, str, str], ...] = (
-    ("InvalidParameter", "service role", "create the service role as the README's 'IAM' section shows "
-     "(trusted by vmie.amazonaws.com), or set role_name to one that exists"),
-    ("InvalidParameter", "kms", "VM Import/Export cannot write to a bucket whose default encryption is SSE-KMS: "
-     "use a bucket with SSE-S3 (AES256) default encryption, or fix s3_bucket"),
-    ("InvalidParameter", "bucket", "create the bucket in the export's region first, or fix s3_bucket"),
-    # VM Import/Export guide, "Considerations for image export": no image with encrypted EBS snapshots;
-    # EBS guide, "Changing the encryption state": no copy removes encryption, data can move between volumes.
-    ("InvalidParameter", "encrypted", ENCRYPTED_AMI_HINT),
-    ("NotExportable", "another account", "only AMIs owned by the caller's account can be exported: "
-     "copy the AMI into this account (ec2 copy-image) and export the copy, or fix image_id"),
-    ("NotExportable", "", "AMIs with Marketplace or AWS-provided third-party software (such as Windows) "
-     "cannot be exported: export an AMI built without it, or fix image_id"),
-    ("InvalidAMIID.NotFound", "", "check image_id, and that the AMI lives in the export's region"),
-    ("InvalidAMIID.Malformed", "", "check image_id: it looks like ami-0123456789abcdef0"),
-    ("ResourceLimitExceeded", "", "the region's limit of concurrent export tasks is reached: "
-     "wait for running exports or request a quota increase"),
-    ("IdempotentParameterMismatch", "", "an earlier export used the same client token with other inputs"),
-    ("UnauthorizedOperation", "", "grant the caller the permissions in the README's 'IAM' section"),
-    ("AccessDenied", "", "grant the caller the permissions in the README's 'IAM' section"),
-    ("NoSuchBucket", "", "create the bucket first, or fix s3_bucket"),
-)
-
-
-class ExportError(Exception):
-    """An AWS call failed; ``str()`` is the one line the user sees."""
-
-    def __init__(self, operation: str, code: str, message: str, hint: str | None = None) -> None:
-        super().__init__(operation, code, message, hint)
-        self.operation = operation
-        self.code = code
-        self.message = message
-        self.hint = hint
-
-    def __str__(self) -> str:
-        line = f"{self.operation} failed: {self.code}: {self.message}"
-        return f"{line} ({self.hint})" if self.hint else line
-
 
 @dataclass(frozen=True)
 class ExportTask:
@@ -125,34 +78,6 @@ class ExportTask:
             s3_prefix=location.get("S3Prefix", ""),
             tags={t["Key"]: t.get("Value", "") for t in record.get("Tags") or ()},
         )
-
-
-def translate(operation: str, error: Exception) -> ExportError:
-    """Turn any boto3/botocore failure into one readable :class:`ExportError`."""
-    if isinstance(error, ExportError):
-        return error
-    if isinstance(error, botocore.exceptions.ClientError):
-        details = error.response.get("Error", {})
-        code = str(details.get("Code") or error.response.get("ResponseMetadata", {}).get("HTTPStatusCode"))
-        message = str(details.get("Message") or "").strip() or "no message"
-        return ExportError(operation, code, message, _hint(code, message))
-    if isinstance(error, botocore.exceptions.NoCredentialsError):
-        return ExportError(operation, "NoCredentials", "no AWS credentials were found",
-                           "set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or aws:profile in stack config")
-    if isinstance(error, botocore.exceptions.NoRegionError):
-        return ExportError(operation, "NoRegion", "no AWS region is set",
-                           "set the region argument, `pulumi config set aws:region REGION`, or AWS_REGION")
-    if isinstance(error, botocore.exceptions.BotoCoreError):
-        return ExportError(operation, type(error).__name__, str(error))
-    raise error
-
-
-def _hint(code: str, message: str) -> str | None:
-    lowered = message.lower()
-    for hint_code, words, hint in _HINTS:
-        if code == hint_code and words in lowered:
-            return hint
-    return None
 
 
 @dataclass(frozen=True)
@@ -222,57 +147,6 @@ def resolve_region(region: str | None, profile: Profile) -> str:
     if not found:
         raise translate("resolve region", botocore.exceptions.NoRegionError())
     return found
-
-
-class DescribeBatcher:
-    """Coalesces concurrent describes of single tasks into one call.
-
-    A caller whose answer is not in yet becomes the fetcher when no fetch is in
-    flight: it waits ``window`` seconds for company, then describes every id
-    pending. Callers arriving during a fetch form the next batch.
-    """
-
-    def __init__(self, fetch: Callable[[list[str]], dict[str, ExportTask]], window: float = BATCH_WINDOW) -> None:
-        self._fetch = fetch
-        self._window = window
-        self._changed = threading.Condition()
-        self._pending: dict[str, list[Future[ExportTask | None]]] = {}
-        self._fetching = False
-        self.calls = 0
-
-    def describe(self, task_id: str) -> ExportTask | None:
-        answer: Future[ExportTask | None] = Future()
-        with self._changed:
-            self._pending.setdefault(task_id, []).append(answer)
-        while True:
-            with self._changed:
-                while self._fetching and not answer.done():
-                    self._changed.wait()
-                if answer.done():
-                    return answer.result()
-                self._fetching = True
-            try:
-                time.sleep(self._window)
-                with self._changed:
-                    batch, self._pending = self._pending, {}
-                self._answer(batch)
-            finally:
-                with self._changed:
-                    self._fetching = False
-                    self._changed.notify_all()
-
-    def _answer(self, batch: dict[str, list[Future[ExportTask | None]]]) -> None:
-        self.calls += 1
-        try:
-            found = self._fetch(list(batch))
-        except Exception as error:  # noqa: BLE001 - every caller of the batch gets it
-            for answers in batch.values():
-                for answer in answers:
-                    answer.set_exception(error)
-            return
-        for task_id, answers in batch.items():
-            for answer in answers:
-                answer.set_result(found.get(task_id))
 
 
 class AwsGateway:

@@ -24,7 +24,7 @@ import pytest
 
 from conftest import wait_until
 from pulumi_cli import EXAMPLES, PulumiError, PulumiProject
-from export_image_provider.lifecycle import RESOURCE_TAG
+from export_image_provider.ownership import RESOURCE_TAG
 
 BACKENDS = ("file", "s3")
 EXPORT_SECONDS = 0.5

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pulumi_cli import PulumiProject
 from reliability_report import PROJECT_YAML
 from test_cli_lifecycle import all_tasks, export_bucket, objects, outputs_of, seeded, tag_dict  # noqa: F401
-from export_image_provider.lifecycle import CLAIM_TAG, STACK_TAG
+from export_image_provider.ownership import CLAIM_TAG, STACK_TAG
 
 PROGRAM = """\
 import pulumi

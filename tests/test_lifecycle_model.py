@@ -30,7 +30,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from pulumi.dynamic import DiffResult
 
 from export_image_provider import ImageExportProvider
-from export_image_provider.lifecycle import CLAIM_TAG, RESOURCE_TAG, STACK_TAG
+from export_image_provider.ownership import CLAIM_TAG, RESOURCE_TAG, STACK_TAG
 from test_provider import object_exists, world  # noqa: F401 - pytest fixture
 
 STACKS = ("A", "B")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from export_image_provider import ImageExportProvider
-from export_image_provider.lifecycle import CLAIM_TAG, RESOURCE_TAG, STACK_TAG
+from export_image_provider.ownership import CLAIM_TAG, RESOURCE_TAG, STACK_TAG
 from test_provider import FAST_WAITER, object_exists, props, tasks  # noqa: F401 - fixtures below
 from test_provider import fresh_tasks, provider, world  # noqa: F401 - pytest fixtures
 

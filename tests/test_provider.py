@@ -25,7 +25,7 @@ from pulumi.runtime.rpc import UNKNOWN
 
 from conftest import REPO_ROOT
 from export_image_provider import ImageExportProvider
-from export_image_provider.lifecycle import RESOURCE_TAG, SPEC_TAG
+from export_image_provider.ownership import RESOURCE_TAG, SPEC_TAG
 
 FAST_WAITER = '{"first_delay": 0.2, "min_delay": 0.1, "max_delay": 0.5, "near_delay": 0.2, "near_window": 5}'
 
