@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from .aws import AwsGateway, ExportError, ExportTask
+from .process import CANCELLED, Cancelled
 from .spec import RESERVED_TAG_PREFIX, ExportSpec
 from .slots import queue_for
 from .waiter import TaskVanished, WaitFailed, WaitPolicy, WaitTimedOut, load_policy, wait_for_export
@@ -117,8 +118,12 @@ def create_export(spec: ExportSpec, gateway: AwsGateway, log: Log, policy: WaitP
 
     try:
         task = wait_for_export(
-            lambda: gateway.describe(task.task_id), task, max(0.0, deadline - time.monotonic()), policy, report
+            lambda: gateway.describe(task.task_id), task, max(0.0, deadline - time.monotonic()), policy, report,
+            cancelled=CANCELLED,
         )
+    except Cancelled:
+        raise ExportFailed(f"{name}: cancelled while waiting for export task {task.task_id}; the task keeps "
+                           "running in AWS and the next `pulumi up` resumes it") from None
     except WaitFailed as failure:
         raise ExportFailed(f"{name}: {failure}") from None
     except WaitTimedOut as timeout:
@@ -177,7 +182,9 @@ def _start(spec: ExportSpec, gateway: AwsGateway, name: str, log: Log, policy: W
         log(f"{name}: waiting for a free export slot ({reason})")
 
     try:
-        task = queue_for(gateway.region).start(attempt, deadline, policy.first_delay, waiting)
+        task = queue_for(gateway.region).start(attempt, deadline, policy.first_delay, waiting, cancelled=CANCELLED)
+    except Cancelled:
+        raise ExportFailed(f"{name}: cancelled before an export slot was free; nothing was started") from None
     except TimeoutError:
         raise ExportFailed(
             f"{name}: no export slot became free in {gateway.region} within timeout_minutes "

@@ -10,7 +10,7 @@ with no changes runs) free of its import time.
 from __future__ import annotations
 
 import os
-import sys
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -28,7 +28,8 @@ from pulumi.dynamic import (
 from pulumi.output import Unknown
 from pulumi.runtime.rpc import UNKNOWN
 
-from .workers import widen_provider_pool
+from .process import OneLineError, current_urn, log, resource_name
+from .workers import prepare_provider_process
 from .spec import REPLACE_PROPERTIES, UPDATE_PROPERTIES, ExportSpec, normalize, to_spec, validate
 
 OUTPUT_PROPERTIES = ("export_image_task_id", "status", "status_message", "progress", "s3_key", "s3_uri")
@@ -41,20 +42,28 @@ def _is_unknown(value: Any) -> bool:
     return isinstance(value, Unknown) or (isinstance(value, str) and value == UNKNOWN)
 
 
+# Lines that repeat while an operation runs: shown on the resource's row, not kept in Diagnostics.
+_EPHEMERAL = re.compile(r": (waiting for a free export slot|export-ami-\S+ active\b)")
+
+
 def _log(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    """A lifecycle line on its resource's row, starting with the resource's name; progress is ephemeral."""
+    name = resource_name(current_urn())
+    if name and not line.startswith(f"{name}:"):
+        line = f"{name}: {line}"
+    log(line, ephemeral=bool(_EPHEMERAL.search(line)))
 
 
 @contextmanager
 def _one_line() -> Iterator[None]:
-    """Let an AWS or lifecycle failure leave as its one readable line, without botocore's chained traceback."""
+    """Let an AWS or lifecycle failure leave as its one readable line, without any traceback."""
     from .aws import ExportError
     from .lifecycle import ExportFailed
 
     try:
         yield
     except (ExportFailed, ExportError) as failure:
-        raise Exception(str(failure)) from None
+        raise OneLineError(str(failure)) from None
 
 
 def _comparable(name: str, value: Any) -> Any:
@@ -82,8 +91,9 @@ class ImageExportProvider(ResourceProvider):
         pass
 
     def configure(self, req: ConfigureRequest) -> None:
-        """Read stack config; in Pulumi's provider process, also lift its four-worker limit."""
-        widen_provider_pool()
+        """Read stack config; in Pulumi's provider process, also widen its pool and honour Cancel (workers.py)."""
+        for warning in prepare_provider_process():
+            log(f"export-image-provider: {warning}", severity="WARNING")
         self.config_region = req.config.get("aws:region")
         self.config_auth = (
             req.config.get("aws:profile"),

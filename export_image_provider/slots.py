@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from .aws import ExportError
+from .process import Cancelled
 
 T = TypeVar("T")
 
@@ -46,8 +47,12 @@ class SlotQueue:
         retry_delay: float,
         on_wait: Callable[[str], None],
         clock: Callable[[], float] = time.monotonic,
+        cancelled: threading.Event | None = None,
     ) -> T:
-        """``attempt()`` now, or when a slot frees, in arrival order; ExportError on other failures."""
+        """``attempt()`` now, or when a slot frees, in arrival order; ExportError on other failures.
+
+        Once ``cancelled`` is set (wake the queue with :meth:`release`), raises Cancelled instead of attempting.
+        """
         ticket = object()
         with self._changed:
             self._waiting.append(ticket)
@@ -58,10 +63,12 @@ class SlotQueue:
                 on_wait(f"{ahead} earlier export(s) of this stack waiting")
             while True:
                 with self._changed:
-                    while self._waiting[0] is not ticket:
+                    while self._waiting[0] is not ticket and not (cancelled and cancelled.is_set()):
                         self._changed.wait(max(0.0, deadline - clock()))
                         if clock() >= deadline:
                             raise TimeoutError("no export slot became free before the timeout")
+                if cancelled is not None and cancelled.is_set():
+                    raise Cancelled()
                 try:
                     return attempt()
                 except ExportError as error:

@@ -1,0 +1,201 @@
+"""Ctrl-C, a vanished engine, progress on the resource's row and one-line failures.
+
+The first tests drive the real provider server (``python -m pulumi.dynamic``)
+over gRPC with :class:`FakeEngine` as the engine: it serves the engine's ``Log``
+and records each request, so the tests see what the CLI would show and where.
+The last ones run the real CLI (with this project's own Python language host,
+see tools/pulumi-cli) and signal it as a terminal or a CI runner does. What
+"started" means comes from the emulator's own records (ExportImage calls), not
+from timing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import textwrap
+import threading
+import time
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc
+import pytest
+from google.protobuf import empty_pb2
+from pulumi.runtime.proto import engine_pb2, engine_pb2_grpc
+
+from conftest import wait_until
+from engine import DynamicProviderProcess
+from test_concurrency import register_images
+from test_provider import FAST_WAITER, props, world  # noqa: F401 - fixture
+
+from export_image_provider import ImageExportProvider
+
+EXPORT_IMAGE = "ec2:ExportImage"
+
+
+@dataclass(frozen=True)
+class Logged:
+    severity: int
+    message: str
+    urn: str
+    ephemeral: bool
+
+
+class FakeEngine(engine_pb2_grpc.EngineServicer):
+    """The engine's gRPC service as far as a provider uses it: Log, recorded."""
+
+    def __init__(self) -> None:
+        self.logged: list[Logged] = []
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        engine_pb2_grpc.add_EngineServicer_to_server(self, self.server)
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def Log(self, request, context):  # noqa: N802 - gRPC's name
+        self.logged.append(Logged(request.severity, request.message, request.urn, request.ephemeral))
+        return empty_pb2.Empty()
+
+    def stop(self) -> None:
+        self.server.stop(0)
+
+    def lines(self, text: str) -> list[Logged]:
+        return [entry for entry in self.logged if text in entry.message]
+
+
+@pytest.fixture
+def engine():
+    fake = FakeEngine()
+    yield fake
+    fake.stop()
+
+
+def export_calls(emulator) -> int:
+    """ExportImage calls served, refused ones (no free slot) included."""
+    return emulator.calls().get(EXPORT_IMAGE, 0)
+
+
+def exports_started(emulator) -> int:
+    """Export tasks the emulator holds: each one an ExportImage that started an export."""
+    return len(emulator.client("ec2").describe_export_image_tasks()["ExportImageTasks"])
+
+
+def provider_process(engine: FakeEngine) -> DynamicProviderProcess:
+    """The real provider server, started as the engine at ``engine`` would, and configured."""
+    server = DynamicProviderProcess(ImageExportProvider(), env={"EXPORT_IMAGE_PROVIDER_WAITER": FAST_WAITER},
+                                    engine=engine.address)
+    server.configure({"aws:region": "us-east-1"})
+    return server
+
+
+@dataclass
+class Creates:
+    """Creates of ``e0``, ``e1``, ... sent at once, each from a thread of its own, as the engine does."""
+
+    server: DynamicProviderProcess
+    threads: list[threading.Thread]
+    errors: dict[int, str]
+    results: dict[int, tuple]
+
+    def join(self, timeout: float) -> bool:
+        """Whether every create has returned within ``timeout`` seconds."""
+        for thread in self.threads:
+            thread.join(timeout=timeout)
+        return not any(thread.is_alive() for thread in self.threads)
+
+
+def start_creates(emulator, engine, world, count: int, **config) -> Creates:
+    emulator.reset()
+    emulator.set_config(**config)
+    images = register_images(emulator, count)
+    creates = Creates(provider_process(engine), [], {}, {})
+
+    def create(i: int) -> None:
+        inputs, failures = creates.server.check(props(world, image_id=images[i], resource_key=f"proj/test/e{i}"))
+        assert not failures
+        try:
+            creates.results[i] = creates.server.create(f"e{i}", inputs)
+        except grpc.RpcError as error:
+            creates.errors[i] = error.details()
+
+    creates.threads = [threading.Thread(target=create, args=(i,), daemon=True) for i in range(count)]
+    for thread in creates.threads:
+        thread.start()
+    return creates
+
+
+def test_cancel_stops_queued_and_waiting_creates_with_one_line_each(world, emulator, engine):
+    creates = start_creates(emulator, engine, world, 3, export_seconds=600, max_active=1)
+    errors, server = creates.errors, creates.server
+    try:
+        wait_until(lambda: len(engine.lines("waiting for a free export slot")) >= 2, 60, "two creates queued")
+        calls = export_calls(emulator)
+        server.stub.Cancel(empty_pb2.Empty())
+        assert creates.join(15), "a create still runs 15 s after Cancel"
+        time.sleep(1)  # the provider's retry delay is 0.2 s: a queued create would have tried by now
+        assert export_calls(emulator) <= calls + 1  # at most the attempt in flight when Cancel came
+        assert exports_started(emulator) == 1
+    finally:
+        server.close()
+    assert not creates.results
+    assert len(errors) == 3
+    for message in errors.values():
+        assert "\n" not in message.strip() and "Traceback" not in message, message
+    waiting = [m for m in errors.values() if "keeps running in AWS and the next `pulumi up` resumes it" in m]
+    queued = [m for m in errors.values() if "cancelled before an export slot was free; nothing was started" in m]
+    assert len(waiting) == 1 and len(queued) == 2, errors
+
+
+def test_progress_is_logged_on_each_resource_row(world, emulator, engine):
+    creates = start_creates(emulator, engine, world, 2, export_seconds=3, max_active=1)
+    try:
+        assert creates.join(120)
+    finally:
+        creates.server.close()
+    assert not creates.errors and len(creates.results) == 2
+    for i in range(2):
+        urn = DynamicProviderProcess.urn(f"e{i}")
+        mine = [entry for entry in engine.logged if entry.urn == urn]
+        assert all(entry.message.startswith(f"e{i}: ") and f"e{i}: e{i}" not in entry.message for entry in mine), mine
+        kept = [entry.message for entry in mine if not entry.ephemeral]
+        assert len(kept) == 2, kept
+        assert "started export task" in kept[0] and "completed: s3://" in kept[1]
+        assert any(" active " in entry.message and entry.ephemeral for entry in mine), mine
+    assert not [entry for entry in engine.logged if not entry.urn], "a line without its resource"
+    queued = engine.lines("waiting for a free export slot")
+    assert queued and all(entry.ephemeral for entry in queued)
+
+
+def test_failure_is_answered_with_its_one_line(world, emulator, engine):
+    emulator.reset()
+    emulator.set_config(export_seconds=2, fail_at_progress=30)
+    server = provider_process(engine)
+    try:
+        inputs, _ = server.check(props(world, resource_key="proj/test/broken"))
+        with pytest.raises(grpc.RpcError) as failed:
+            server.create("broken", inputs)
+    finally:
+        server.close()
+    message = failed.value.details()
+    assert message.startswith("broken: export task export-ami-") and " ended deleted: " in message, message
+    assert "\n" not in message.strip() and "Traceback" not in message
+
+
+def test_provider_exits_and_starts_nothing_when_the_engine_is_gone(world, emulator, engine):
+    creates = start_creates(emulator, engine, world, 2, export_seconds=600, max_active=1)
+    server = creates.server
+    try:
+        wait_until(lambda: engine.lines("waiting for a free export slot"), 60, "a create queued")
+        engine.stop()
+        wait_until(lambda: any("is gone" in line for line in server.stderr), 15, "the provider noticing")
+        first = emulator.client("ec2").describe_export_image_tasks()["ExportImageTasks"][0]["ExportImageTaskId"]
+        emulator.client("ec2").cancel_export_task(ExportTaskId=first)  # a slot frees after the engine went away
+        server.proc.wait(timeout=15)
+        assert exports_started(emulator) == 1
+    finally:
+        server.close()
