@@ -154,9 +154,9 @@ def output_of(result: Any) -> str:
 def provider_errors(output: str) -> dict[str, str]:
     """Resource name -> the provider's error line, from the CLI's ``Diagnostics:`` section.
 
-    The Python dynamic-provider server sends the provider's exception with its
-    traceback; the CLI prints it under ``<type> (<name>):``. The provider's own
-    message is the traceback's last line, ``Exception: <message>``.
+    The CLI prints the provider's error under ``<type> (<name>):``; the provider
+    answers with its one-line message (export_image_provider/process.py), and a
+    traceback (a bug) would end with ``Exception: <message>``: the last line.
     """
     found: dict[str, str] = {}
     section = output.split("\nDiagnostics:\n", 1)[-1]

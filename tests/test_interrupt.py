@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import textwrap
 import threading
@@ -27,12 +28,16 @@ from pulumi.runtime.proto import engine_pb2, engine_pb2_grpc
 
 from conftest import wait_until
 from engine import DynamicProviderProcess
+from pulumi_cli import session_processes
+from reliability_report import new_bucket, output_of, provider_errors, register_amis, task_records
 from test_concurrency import register_images
 from test_provider import FAST_WAITER, props, world  # noqa: F401 - fixture
 
 from export_image_provider import ImageExportProvider
 
 EXPORT_IMAGE = "ec2:ExportImage"
+
+pytest_plugins = ["reliability_report"]
 
 
 @dataclass(frozen=True)
@@ -199,3 +204,73 @@ def test_provider_exits_and_starts_nothing_when_the_engine_is_gone(world, emulat
         assert exports_started(emulator) == 1
     finally:
         server.close()
+
+
+# -- through the CLI ----------------------------------------------------------------------------------
+# The CLI and its plugins (language host, provider) run in one session, the plugins in process
+# groups of their own; a terminal's Ctrl-C reaches the CLI's group only, which is what killpg does.
+
+
+def exports(emulator, label: str, count: int) -> list[tuple[str, dict]]:
+    amis = register_amis(emulator, count, label)
+    bucket = new_bucket(emulator, label)
+    return [(f"x{i}", {"image_id": ami, "disk_image_format": "VMDK", "s3_bucket": bucket})
+            for i, ami in enumerate(amis)]
+
+
+def diagnostics(output: str) -> dict[str, list[str]]:
+    """Resource name -> the lines of its block in the CLI's ``Diagnostics:`` section."""
+    section = re.split(r"\n(?:Outputs|Resources):\n", output.split("\nDiagnostics:\n", 1)[-1])[0]
+    blocks = re.split(r"(?m)^  \S+ \(([^)]+)\):\n", section)
+    return {name: [line.strip() for line in body.splitlines() if line.strip()]
+            for name, body in zip(blocks[1::2], blocks[2::2])}
+
+
+def start_up_of_queued_exports(emulator, make_project, label: str, count: int = 6, active: int = 2):
+    """``pulumi up`` of ``count`` exports of which ``active`` run and the rest wait for a slot."""
+    emulator.set_config(export_seconds=600, max_active=active)
+    project = make_project(label, exports(emulator, label, count))
+    emulator.reset_calls()
+    proc = project.start("up", "--yes", "--skip-preview", "--parallel", "16")
+
+    def queued() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"pulumi up ended early:\n{project.output_of(proc)}")
+        return len(task_records(emulator)) == active and export_calls(emulator) > count
+
+    wait_until(queued, 120, f"{active} exports running and the rest queued")
+    return project, proc
+
+
+def test_ctrl_c_starts_nothing_more_and_up_returns_within_seconds(world, emulator, make_project):
+    project, proc = start_up_of_queued_exports(emulator, make_project, "int-ctrl-c")
+    calls = export_calls(emulator)
+    os.killpg(proc.pid, signal.SIGINT)
+    interrupted = time.monotonic()
+    proc.wait(timeout=120)
+    returned = time.monotonic() - interrupted
+    output = project.output_of(proc)
+    time.sleep(1)
+    assert export_calls(emulator) <= calls + 1 and len(task_records(emulator)) == 2, output
+    assert proc.returncode != 0
+    assert returned < 30, f"pulumi up returned {returned:.1f} s after Ctrl-C (the exports take 600 s)"
+    errors = {name: line for name, line in provider_errors(output).items() if name.startswith("x")}
+    assert sorted(errors) == [f"x{i}" for i in range(6)], output
+    assert sum(line.endswith("cancelled before an export slot was free; nothing was started")
+               for line in errors.values()) == 4, errors
+    assert sum("keeps running in AWS and the next `pulumi up` resumes it" in line for line in errors.values()) == 2
+    blocks = diagnostics(output)
+    assert not any("Traceback" in line for name in errors for line in blocks[name]), blocks
+    wait_until(lambda: not session_processes(proc.pid), 15, "every process of the run gone")
+    assert project.pending_operations() == []
+
+    emulator.advance(600)  # the two running exports complete; the next up resumes them
+    emulator.set_config(export_seconds=1, max_active=5)
+    output = output_of(project.up())
+    state = project.resources()
+    assert len(state) == 6 and all(r["outputs"]["status"] == "completed" for r in state.values())
+    assert len(task_records(emulator)) == 6
+    blocks = {name: lines for name, lines in diagnostics(output).items() if name.startswith("x")}
+    assert sum(any("resuming export task" in line for line in lines) for lines in blocks.values()) == 2, blocks
+    assert all(len(lines) == 2 for lines in blocks.values()), blocks  # a start line and a completion line
+    assert project.pending_operations() == []
