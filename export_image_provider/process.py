@@ -37,7 +37,25 @@ import traceback as _traceback
 from collections.abc import Callable
 from typing import Any
 
-CANCELLED = threading.Event()
+
+
+class _Cancellation(threading.Event):
+    """Set on Cancel or once the engine is gone; asked, it also looks at the engine itself.
+
+    The watch below notices a vanished engine within a second; looking again
+    whenever a create is about to start an export or poll closes that second.
+    """
+
+    def is_set(self) -> bool:
+        if super().is_set():
+            return True
+        if _engine_gone():
+            self.set()  # the watch thread wakes the slot queues
+            return True
+        return False
+
+
+CANCELLED = _Cancellation()
 ENGINE_CHECK_SECONDS = 1.0
 ENGINE_GONE_EXIT_SECONDS = 2.0  # after setting CANCELLED, before the process exits
 RESOURCE_METHODS = ("Check", "Diff", "Create", "Read", "Update", "Delete")
@@ -130,7 +148,14 @@ def log(message: str, *, ephemeral: bool = False, severity: str = "INFO", urn: s
             return
         except Exception:  # noqa: BLE001 - the engine is gone or busy: the line still goes somewhere
             pass
-    print(message, file=sys.stderr, flush=True)
+    _stderr(message)
+
+
+def _stderr(line: str) -> None:
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except OSError:  # the engine that read our stderr is gone
+        pass
 
 
 # -- installing into pulumi.dynamic's server ---------------------------------------
@@ -201,19 +226,27 @@ def _install_one_line(main: Any) -> str | None:
     return None
 
 
-def _watch_engine(address: str) -> None:
+def _engine_gone() -> bool:
+    """Whether the engine that started this process no longer accepts connections."""
+    address = engine_address() if _installed is not None else None
+    if address is None:
+        return False
     host, _, port = address.rpartition(":")
-    host = host.strip("[]") or "127.0.0.1"
-    while True:
+    try:
+        socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=5).close()
+        return False
+    except OSError:
+        return True
+
+
+def _watch_engine(address: str) -> None:
+    while not _engine_gone():
         time.sleep(ENGINE_CHECK_SECONDS)
-        try:
-            socket.create_connection((host, int(port)), timeout=5).close()
-            continue
-        except OSError:
-            pass
+    try:
         cancel()
-        print(f"export-image-provider: the Pulumi engine at {address} is gone; exiting", file=sys.stderr, flush=True)
+        _stderr(f"export-image-provider: the Pulumi engine at {address} is gone; exiting")
         time.sleep(ENGINE_GONE_EXIT_SECONDS)
+    finally:
         os._exit(1)
 
 

@@ -274,3 +274,29 @@ def test_ctrl_c_starts_nothing_more_and_up_returns_within_seconds(world, emulato
     assert sum(any("resuming export task" in line for line in lines) for lines in blocks.values()) == 2, blocks
     assert all(len(lines) == 2 for lines in blocks.values()), blocks  # a start line and a completion line
     assert project.pending_operations() == []
+
+
+def test_kill_9_of_the_cli_leaves_no_process_and_starts_nothing(world, emulator, make_project):
+    project, proc = start_up_of_queued_exports(emulator, make_project, "int-kill-9")
+    running = [t["ExportImageTaskId"] for t in task_records(emulator)]
+    os.kill(proc.pid, signal.SIGKILL)  # the CLI only: its plugins are left to notice
+    killed = time.monotonic()
+    ec2 = emulator.client("ec2")
+    for task_id in running:  # slots free at once: an orphan would start the queued exports now
+        ec2.cancel_export_task(ExportTaskId=task_id)
+    wait_until(lambda: not session_processes(proc.pid), 30, "every process of the killed run gone")
+    gone_after = time.monotonic() - killed
+    time.sleep(1)
+    assert sorted(t["ExportImageTaskId"] for t in task_records(emulator)) == sorted(running)
+    assert gone_after < 30
+
+    # Recovery as the README says: the lock and the pending creates the killed run left, then up.
+    assert len(project.pending_operations()) == 6
+    project.run("cancel", "--yes", project.stack)
+    project.refresh("--clear-pending-creates")
+    emulator.set_config(export_seconds=1, max_active=5)
+    project.up()
+    state = project.resources()
+    assert len(state) == 6 and all(r["outputs"]["status"] == "completed" for r in state.values())
+    assert project.pending_operations() == []
+    assert len([t for t in task_records(emulator) if t["Status"] == "completed"]) == 6
