@@ -300,3 +300,21 @@ def test_kill_9_of_the_cli_leaves_no_process_and_starts_nothing(world, emulator,
     assert len(state) == 6 and all(r["outputs"]["status"] == "completed" for r in state.values())
     assert project.pending_operations() == []
     assert len([t for t in task_records(emulator) if t["Status"] == "completed"]) == 6
+
+
+def test_event_log_binds_progress_to_each_export(world, emulator, make_project):
+    emulator.set_config(export_seconds=3, max_active=5)
+    resources = exports(emulator, "int-events", 3)
+    project = make_project("int-events", resources, extra_env={"PULUMI_DEBUG_COMMANDS": "true"})  # --event-log
+    events_file = project.tmp / "events.jsonl"
+    project.up("--event-log", str(events_file))
+    events = [json.loads(line) for line in events_file.read_text().splitlines() if line.strip()]
+    said = [e["diagnosticEvent"] for e in events if "diagnosticEvent" in e]
+    for name, _ in resources:
+        mine = [d for d in said if d.get("urn", "").endswith(f"::{name}")]
+        progress = [d for d in mine if d.get("ephemeral")]
+        kept = [d["message"].strip() for d in mine if not d.get("ephemeral")]
+        assert any(" active " in d["message"] for d in progress), mine
+        assert len(kept) == 2 and "started export task" in kept[0] and "completed: s3://" in kept[1], kept
+        assert all(d["message"].startswith(f"{name}: ") for d in mine)
+    assert not [d for d in said if "export-ami-" in d["message"] and "ImageExport" not in d.get("urn", "")], said
