@@ -64,9 +64,11 @@ def widen_provider_pool(workers: int | None = None) -> str:
     with _LOCK:
         if _DONE:
             return "already widened"
+        if not in_provider_process():
+            return "not in a pulumi.dynamic provider process"
         pool = _serving_executor()
         if pool is None:
-            return "not in a pulumi.dynamic provider process"
+            return "the server's thread pool was not found"
         needed = ("_max_workers", "_threads", "_idle_semaphore", "_adjust_thread_count", "_shutdown_lock")
         if not all(hasattr(pool, name) for name in needed):
             return "executor lacks the internals this relies on: left at its default"

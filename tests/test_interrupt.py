@@ -172,8 +172,43 @@ def test_progress_is_logged_on_each_resource_row(world, emulator, engine):
         assert "started export task" in kept[0] and "completed: s3://" in kept[1]
         assert any(" active " in entry.message and entry.ephemeral for entry in mine), mine
     assert not [entry for entry in engine.logged if not entry.urn], "a line without its resource"
+    assert not [e for e in engine.logged if e.severity == engine_pb2.WARNING], "process.py/workers.py failed"
     queued = engine.lines("waiting for a free export slot")
     assert queued and all(entry.ephemeral for entry in queued)
+
+
+# Stands in for a Pulumi or grpc upgrade that changes what workers.py reaches for: the server's
+# pool is no longer a ThreadPoolExecutor.
+OTHER_POOL = """
+import concurrent.futures, grpc
+
+class Pool(concurrent.futures.Executor):
+    def __init__(self, inner):
+        self.inner = inner
+
+    def submit(self, *args, **kwargs):
+        return self.inner.submit(*args, **kwargs)
+
+    def shutdown(self, *args, **kwargs):
+        return self.inner.shutdown(*args, **kwargs)
+
+_server = grpc.server
+grpc.server = lambda pool, *args, **kwargs: _server(Pool(pool), *args, **kwargs)
+"""
+
+
+def test_a_pool_that_cannot_be_widened_is_a_warning_on_the_resource(world, emulator, engine, tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(OTHER_POOL)
+    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    server = DynamicProviderProcess(ImageExportProvider(), env={"PYTHONPATH": path}, engine=engine.address)
+    try:
+        server.configure({"aws:region": "us-east-1"})
+        server.check(props(world))
+    finally:
+        server.close()
+    warnings = [e for e in engine.logged if e.severity == engine_pb2.WARNING]
+    assert len(warnings) == 1 and warnings[0].urn == DynamicProviderProcess.urn("r"), engine.logged
+    assert "worker pool could not be widened (the server's thread pool was not found)" in warnings[0].message
 
 
 def test_failure_is_answered_with_its_one_line(world, emulator, engine):
