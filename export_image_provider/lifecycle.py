@@ -103,7 +103,8 @@ def create_export(spec: ExportSpec, gateway: AwsGateway, log: Log, policy: WaitP
         log(f"{name}: adopted export task {task.task_id} ({task.status})")
     elif (task := find_resumable(spec, gateway)) is not None:
         task = _take_over(task, spec, gateway)
-        log(f"{name}: resuming export task {task.task_id} ({task.status})")
+        log(f"{name}: resuming export task {task.task_id} ({task.status}); if Pulumi warned of a pending create "
+            f"for {name}, run `pulumi refresh --clear-pending-creates --yes` after this up")
     else:
         task = _start(spec, gateway, name, log, policy, deadline)
     if not spec.wait_for_completion:

@@ -13,9 +13,11 @@ leaves four things undone that an export, which runs for hours, needs:
   of the pipe fall. :func:`log` calls ``Log`` with the URN of the resource whose
   request the calling thread serves (the interceptor records it), ephemeral for
   progress, as pulumi-kubernetes shows its await status;
-- it answers every failure with ``traceback.format_exc()``; the module's
-  ``traceback`` is replaced by one that gives a :class:`OneLineError` as its
-  message alone (other exceptions keep their traceback: they are bugs);
+- it answers every failure with ``traceback.format_exc()`` (3.260.0; some
+  builds leave it to grpc, which logs the traceback); the module's ``traceback``
+  is replaced by one that gives a :class:`OneLineError` as its message alone,
+  and the interceptor answers one that reaches it with its message (other
+  exceptions keep their traceback: they are bugs);
 - it keeps serving when the engine is gone (a ``kill -9`` of the CLI); here a
   thread checks the engine's port every second and, once it is gone, sets
   :data:`CANCELLED` (no new export starts) and exits the process.
@@ -169,6 +171,10 @@ def _bind(behaviour: Callable[[Any, Any], Any], method: str) -> Callable[[Any, A
         _local.urn = getattr(request, "urn", "") or ""
         try:
             return behaviour(request, context)
+        except OneLineError as error:  # SDKs without _abort_with_traceback let it reach grpc, which logs it
+            import grpc
+
+            context.abort(grpc.StatusCode.UNKNOWN, str(error))
         finally:
             _local.urn = ""
 
@@ -219,11 +225,10 @@ class _OneLineTraceback:
         return _traceback.format_exc(*args, **kwargs)
 
 
-def _install_one_line(main: Any) -> str | None:
-    if getattr(main, "traceback", None) is not _traceback or not hasattr(main, "_abort_with_traceback"):
-        return "pulumi.dynamic no longer reports failures through traceback.format_exc()"
-    main.traceback = _OneLineTraceback()
-    return None
+def _install_one_line(main: Any) -> None:
+    """Where pulumi.dynamic answers failures with ``traceback.format_exc()``; elsewhere the interceptor does it."""
+    if getattr(main, "traceback", None) is _traceback and hasattr(main, "_abort_with_traceback"):
+        main.traceback = _OneLineTraceback()
 
 
 def _engine_gone() -> bool:
@@ -262,8 +267,7 @@ def install(server: Any) -> list[str]:
             problems.append("the pulumi.dynamic server was not found")
         elif (problem := _install_interceptor(server)) is not None:
             problems.append(problem)
-        if (problem := _install_one_line(main)) is not None:
-            problems.append(problem)
+        _install_one_line(main)
         address = engine_address()
         if address is not None:
             threading.Thread(target=_watch_engine, args=(address,), name="engine-watch", daemon=True).start()

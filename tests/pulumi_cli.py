@@ -103,6 +103,15 @@ def pulumi_bin_dir() -> Path:
     return bin_dir
 
 
+def describe_cli() -> str:
+    """Which CLI and which Python language host the tests use (``scripts/install-pulumi --describe``)."""
+    described = subprocess.run(
+        [str(REPO_ROOT / "scripts" / "install-pulumi"), "--describe", str(pulumi_bin_dir())],
+        capture_output=True, text=True,
+    )
+    return described.stdout.strip() or f"unknown ({described.stderr.strip()})"
+
+
 def s3_backend_url(endpoint: str, bucket: str) -> str:
     """A DIY backend in an emulator bucket, in the form this CLI's gocloud s3blob (AWS SDK v2) accepts.
 

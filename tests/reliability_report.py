@@ -172,6 +172,14 @@ def provider_errors(output: str) -> dict[str, str]:
     return found
 
 
+def diagnostics(output: str) -> dict[str, list[str]]:
+    """Resource name -> the lines of its block in the CLI's ``Diagnostics:`` section."""
+    section = re.split(r"\n(?:Outputs|Resources):\n", output.split("\nDiagnostics:\n", 1)[-1])[0]
+    blocks = re.split(r"(?m)^  \S+ \(([^)]+)\):\n", section)
+    return {name: [line.strip() for line in body.splitlines() if line.strip()]
+            for name, body in zip(blocks[1::2], blocks[2::2])}
+
+
 # -- the collector ------------------------------------------------------------------------
 
 
@@ -303,13 +311,13 @@ def _cell(text: str, limit: int = 400) -> str:
     return text.replace("|", "\\|") or " "
 
 
-def _pulumi_version() -> str:
+def _pulumi_cli() -> str:
     try:
-        from pulumi_cli import _cli_version, pulumi_bin_dir
+        from pulumi_cli import describe_cli
 
-        return _cli_version(pulumi_bin_dir() / "pulumi") or "unknown"
+        return describe_cli()
     except Exception:  # noqa: BLE001 - the report must not fail the session
-        return "unknown"
+        return "Pulumi CLI: unknown"
 
 
 def render(collector: Collector) -> str:
@@ -330,7 +338,7 @@ def render(collector: Collector) -> str:
         "`tests/test_reliability.py` / `tests/test_bad_input.py` rewrites it.",
         "",
         f"- date: {now}",
-        f"- Pulumi CLI: {_pulumi_version()} (the real CLI, file:// state backend, against the ExportImage emulator)",
+        f"- {_pulumi_cli()}; file:// state backend, against the ExportImage emulator",
         f"- Python: {platform.python_version()}",
         f"- tests: {len(entries)} ({tally}); {spent:.0f} s in these tests",
         "",

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import textwrap
 import threading
@@ -28,14 +27,15 @@ from pulumi.runtime.proto import engine_pb2, engine_pb2_grpc
 
 from conftest import wait_until
 from engine import DynamicProviderProcess
-from pulumi_cli import session_processes
-from reliability_report import new_bucket, output_of, provider_errors, register_amis, task_records
+from pulumi_cli import kill_session, session_processes
+from reliability_report import diagnostics, new_bucket, output_of, provider_errors, register_amis, task_records
 from test_concurrency import register_images
 from test_provider import FAST_WAITER, props, world  # noqa: F401 - fixture
 
 from export_image_provider import ImageExportProvider
 
 EXPORT_IMAGE = "ec2:ExportImage"
+STARTED: list = []  # CLI runs started in the background by the current test
 
 pytest_plugins = ["reliability_report"]
 
@@ -71,6 +71,16 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
 
     def lines(self, text: str) -> list[Logged]:
         return [entry for entry in self.logged if text in entry.message]
+
+
+@pytest.fixture(autouse=True)
+def fresh(emulator):
+    """No tasks or call counts of another test, and the emulator's start-up config."""
+    emulator.reset()
+    yield
+    while STARTED:  # a CLI run that a failing test left behind, with its plugins
+        kill_session(STARTED.pop().pid)
+    emulator.reset()
 
 
 @pytest.fixture
@@ -253,20 +263,13 @@ def exports(emulator, label: str, count: int) -> list[tuple[str, dict]]:
             for i, ami in enumerate(amis)]
 
 
-def diagnostics(output: str) -> dict[str, list[str]]:
-    """Resource name -> the lines of its block in the CLI's ``Diagnostics:`` section."""
-    section = re.split(r"\n(?:Outputs|Resources):\n", output.split("\nDiagnostics:\n", 1)[-1])[0]
-    blocks = re.split(r"(?m)^  \S+ \(([^)]+)\):\n", section)
-    return {name: [line.strip() for line in body.splitlines() if line.strip()]
-            for name, body in zip(blocks[1::2], blocks[2::2])}
-
-
 def start_up_of_queued_exports(emulator, make_project, label: str, count: int = 6, active: int = 2):
     """``pulumi up`` of ``count`` exports of which ``active`` run and the rest wait for a slot."""
     emulator.set_config(export_seconds=600, max_active=active)
     project = make_project(label, exports(emulator, label, count))
     emulator.reset_calls()
     proc = project.start("up", "--yes", "--skip-preview", "--parallel", "16")
+    STARTED.append(proc)
 
     def queued() -> bool:
         if proc.poll() is not None:

@@ -19,8 +19,8 @@
 //
 // Interruption follows upstream's host: SIGINT to this process, or the engine
 // becoming unreachable, stops the gRPC server; the Cancel RPC (the engine's
-// first Ctrl-C) and the end of the Run request send the program SIGINT and kill
-// it 5 s later if it is still running. Unlike upstream, which checks the engine
+// first Ctrl-C) sends the program SIGINT and kills it 5 s later if it is still
+// running. (The end of a Run request kills the program at once: see Run.) Unlike upstream, which checks the engine
 // every 5 minutes, this host checks it every 2 s, so that after a kill -9 of the
 // CLI neither this host nor the program outlives it by more than a few seconds.
 //
@@ -321,8 +321,11 @@ func (h *pythonHost) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulum
 	args = append(args, program)
 	args = append(args, req.GetArgs()...)
 
-	// Like upstream: stop the program on the Cancel RPC or when the Run request ends,
-	// with SIGINT first and a kill after programGrace.
+	// Like upstream: on the Cancel RPC (or SIGINT to this host, or the engine gone)
+	// the program gets SIGINT, and a kill after programGrace. Unlike upstream, a Run
+	// request that merely ends (the engine closing after a failed update) kills the
+	// program at once, as this host always did: SIGINT there only printed a
+	// KeyboardInterrupt traceback under every failed update.
 	runCtx, runCancel := context.WithCancel(h.cancelCtx)
 	defer runCancel()
 	context.AfterFunc(ctx, runCancel)
@@ -331,6 +334,9 @@ func (h *pythonHost) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulum
 		return nil, err
 	}
 	cmd.Cancel = func() error {
+		if h.cancelCtx.Err() == nil {
+			return cmd.Process.Kill()
+		}
 		if err := cmd.Process.Signal(os.Interrupt); err != nil {
 			return cmd.Process.Kill()
 		}
