@@ -40,7 +40,6 @@ from collections.abc import Callable
 from typing import Any
 
 
-
 class _Cancellation(threading.Event):
     """Set on Cancel or once the engine is gone; asked, it also looks at the engine itself.
 

@@ -313,9 +313,9 @@ def _cell(text: str, limit: int = 400) -> str:
 
 def _pulumi_cli() -> str:
     try:
-        from pulumi_cli import describe_cli
+        from pulumi_cli import REPO_ROOT, describe_cli
 
-        return describe_cli()
+        return describe_cli().replace(f"{REPO_ROOT}/", "")
     except Exception:  # noqa: BLE001 - the report must not fail the session
         return "Pulumi CLI: unknown"
 
