@@ -28,6 +28,7 @@ from .ownership import (
     unclaimed_tasks,
     user_tags,
 )
+from .process import CANCELLED, Cancelled
 from .spec import ExportSpec
 from .slots import queue_for
 from .waiter import TaskVanished, WaitFailed, WaitPolicy, WaitTimedOut, load_policy, wait_for_export
@@ -99,7 +100,8 @@ def create_export(spec: ExportSpec, gateway: AwsGateway, log: Log, policy: WaitP
         log(f"{_name(spec)}: adopted export task {task.task_id} ({task.status})")
     elif (task := find_resumable(spec, gateway, log)) is not None:
         task = _take_over(task, spec, gateway)
-        log(f"{_name(spec)}: resuming export task {task.task_id} ({task.status})")
+        log(f"{_name(spec)}: resuming export task {task.task_id} ({task.status}); if Pulumi warned of a pending "
+            f"create for {_name(spec)}, run `pulumi refresh --clear-pending-creates --yes` after this up")
     else:
         cancel_replaced(spec, gateway, log)
         task = _start(spec, gateway, log, policy, deadline)
@@ -133,8 +135,12 @@ def wait_until_exported(
 
     try:
         task = wait_for_export(
-            lambda: gateway.describe(task.task_id), task, max(0.0, deadline - time.monotonic()), policy, report
+            lambda: gateway.describe(task.task_id), task, max(0.0, deadline - time.monotonic()), policy, report,
+            cancelled=CANCELLED,
         )
+    except Cancelled:
+        raise ExportFailed(f"{name}: cancelled while waiting for export task {task.task_id}; the task keeps "
+                           "running in AWS and the next `pulumi up` resumes it") from None
     except WaitFailed as failure:
         raise ExportFailed(f"{name}: {failure}") from None
     except WaitTimedOut as timeout:
@@ -204,7 +210,10 @@ def _start(spec: ExportSpec, gateway: AwsGateway, log: Log, policy: WaitPolicy, 
         log(f"{name}: waiting for a free export slot ({reason})")
 
     try:
-        task = queue_for(gateway.region).start(attempt, deadline, policy.first_delay, waiting, image_id=spec.image_id)
+        task = queue_for(gateway.region).start(attempt, deadline, policy.first_delay, waiting,
+                                               image_id=spec.image_id, cancelled=CANCELLED)
+    except Cancelled:
+        raise ExportFailed(f"{name}: cancelled before an export slot was free; nothing was started") from None
     except TimeoutError:
         raise ExportFailed(
             f"{name}: no export slot became free in {gateway.region} within timeout_minutes "

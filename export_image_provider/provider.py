@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
+import re
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -30,7 +30,8 @@ from pulumi.dynamic import (
 from pulumi.output import Unknown
 from pulumi.runtime.rpc import UNKNOWN
 
-from .workers import widen_provider_pool
+from .process import OneLineError, current_urn, log, resource_name
+from .workers import prepare_provider_process
 from .spec import REPLACE_PROPERTIES, UPDATE_PROPERTIES, ExportSpec, normalize, to_spec, validate
 
 OBJECT_PROPERTIES = ("s3_object_size", "s3_etag", "s3_version_id", "s3_last_modified")
@@ -48,20 +49,28 @@ def _is_unknown(value: Any) -> bool:
     return isinstance(value, Unknown) or (isinstance(value, str) and value == UNKNOWN)
 
 
+# Lines that repeat while an operation runs: shown on the resource's row, not kept in Diagnostics.
+_EPHEMERAL = re.compile(r": (waiting for a free export slot|export-ami-\S+ active\b)")
+
+
 def _log(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    """A lifecycle line on its resource's row, starting with the resource's name; progress is ephemeral."""
+    name = resource_name(current_urn())
+    if name and not line.startswith(f"{name}:"):
+        line = f"{name}: {line}"
+    log(line, ephemeral=bool(_EPHEMERAL.search(line)))
 
 
 @contextmanager
 def _one_line() -> Iterator[None]:
-    """Let an AWS or lifecycle failure leave as its one readable line, without botocore's chained traceback."""
+    """Let an AWS or lifecycle failure leave as its one readable line, without any traceback."""
     from .aws import ExportError
     from .lifecycle import ExportFailed
 
     try:
         yield
     except (ExportFailed, ExportError) as failure:
-        raise Exception(str(failure)) from None
+        raise OneLineError(str(failure)) from None
 
 
 def _comparable(name: str, value: Any) -> Any:
@@ -104,18 +113,20 @@ class ImageExportProvider(ResourceProvider):
 
     def configure(self, req: ConfigureRequest) -> None:
         """Read stack config (``stack_config.KEYS`` decides each ``aws:`` key); in Pulumi's provider
-        process, also lift its four-worker limit. A key it cannot honour fails every operation with its line.
+        process, also widen its pool and honour Cancel (workers.py). A key it cannot honour fails every
+        operation with its line.
         """
         from .stack_config import KEYS, NAMESPACE, StackConfigError, read_stack_config
 
-        widen_provider_pool()
+        for warning in prepare_provider_process():
+            log(f"export-image-provider: {warning}", severity="WARNING")
         raw = getattr(req.config, "_props", None)  # the whole bag; pulumi.dynamic.Config has no public iterator
         if not isinstance(raw, Mapping):
             raw = {NAMESPACE + k: v for k in KEYS if (v := req.config.get(NAMESPACE + k)) is not None}
         try:
             self.stack_config = read_stack_config(raw)
         except StackConfigError as problem:
-            raise Exception(str(problem)) from None
+            raise OneLineError(str(problem)) from None
         self.config_region = self.stack_config.region
 
     def _auth(self) -> Any:
@@ -142,7 +153,7 @@ class ImageExportProvider(ResourceProvider):
                 return
             problem = config.account_problem(gateway.account_id)
             if problem:
-                raise Exception(problem)
+                raise OneLineError(problem)
             self.account_checked = True
 
     def _default_region(self) -> str | None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from .aws import ExportError
+from .process import Cancelled
 
 T = TypeVar("T")
 
@@ -81,10 +82,12 @@ class SlotQueue:
         clock: Callable[[], float] = time.monotonic,
         *,
         image_id: str,
+        cancelled: threading.Event | None = None,
     ) -> T:
         """``attempt()`` now, or once its turn comes and a slot may be free; ExportError on other failures.
 
-        TimeoutError when ``deadline`` (on ``clock``) passes first.
+        TimeoutError when ``deadline`` (on ``clock``) passes first; Cancelled, instead of
+        attempting, once ``cancelled`` is set (wake the queue with :meth:`release`).
         """
         with self._changed:
             entry = _Entry(image_id, next(self._orders))
@@ -95,7 +98,7 @@ class SlotQueue:
         told = bool(ahead)
         try:
             while True:
-                generation = self._await_turn(entry, deadline, clock)
+                generation = self._await_turn(entry, deadline, clock, cancelled)
                 try:
                     return attempt()
                 except ExportError as error:
@@ -117,10 +120,14 @@ class SlotQueue:
                 self._generation += 1
                 self._changed.notify_all()
 
-    def _await_turn(self, entry: _Entry, deadline: float, clock: Callable[[], float]) -> int:
+    def _await_turn(
+        self, entry: _Entry, deadline: float, clock: Callable[[], float], cancelled: threading.Event | None
+    ) -> int:
         """Block until ``entry`` may attempt; mark the queue busy and return the generation then."""
         with self._changed:
             while True:
+                if cancelled is not None and cancelled.is_set():
+                    raise Cancelled()
                 now = clock()
                 if now >= deadline:
                     raise TimeoutError("no export slot became free before the timeout")

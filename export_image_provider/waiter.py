@@ -30,10 +30,13 @@ from __future__ import annotations
 import json
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
+
+from .process import Cancelled
 
 ENV_OVERRIDE = "EXPORT_IMAGE_PROVIDER_WAITER"
 
@@ -228,12 +231,16 @@ def wait_for_export(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     rng: Callable[[], float] = random.random,
+    cancelled: threading.Event | None = None,
 ) -> TaskLike:
     """Poll ``describe`` until the task succeeds; raise on failure, timeout or disappearance.
 
     ``first`` is the task as last seen (the ExportImage answer, or a describe of an
-    adopted task); its progress anchors the prediction.
+    adopted task); its progress anchors the prediction. Once ``cancelled`` is set,
+    the wait ends at once with Cancelled (its argument: the task as last seen).
     """
+    if cancelled is not None and sleep is time.sleep:
+        sleep = cancelled.wait
     policy = policy or load_policy()
     start = clock()
     deadline = start + timeout_seconds
@@ -249,8 +256,12 @@ def wait_for_export(
         now = clock()
         if now >= deadline:
             raise WaitTimedOut(task, timeout_seconds / 60)
+        if cancelled is not None and cancelled.is_set():
+            raise Cancelled(task)
         polled = now
         sleep(min(delay, deadline - now))
+        if cancelled is not None and cancelled.is_set():
+            raise Cancelled(task)
         latest = describe()
         if latest is None:
             raise TaskVanished(task.task_id)

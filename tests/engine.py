@@ -41,10 +41,11 @@ def _dict(struct: struct_pb2.Struct) -> dict[str, Any]:
 class DynamicProviderProcess:
     """One ``python -m pulumi.dynamic`` process and a gRPC stub to it."""
 
-    def __init__(self, provider: Any, env: dict[str, str] | None = None) -> None:
+    def __init__(self, provider: Any, env: dict[str, str] | None = None, engine: str | None = None) -> None:
+        """``engine``: the engine address the CLI would pass (see tests/test_interrupt.py's FakeEngine)."""
         self.serialized = serialize_provider(provider)
         self.proc = subprocess.Popen(
-            [sys.executable, "-u", "-m", "pulumi.dynamic"],
+            [sys.executable, "-u", "-m", "pulumi.dynamic", *([engine] if engine else [])],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -6,8 +6,8 @@ repository, points its ``virtualenv`` at the test venv by absolute path and
 runs ``pulumi`` there with an environment of its own:
 
 - ``PATH`` starts with the CLI's bin directory (:func:`pulumi_bin_dir`: a
-  ``pulumi`` on PATH that reports :data:`PULUMI_VERSION` with the Python runtime
-  files beside it, else whatever ``scripts/install-pulumi`` prints);
+  ``pulumi`` on PATH of a supported version (:func:`supported`) with the Python
+  runtime files beside it, else whatever ``scripts/install-pulumi`` prints);
 - a private ``PULUMI_HOME``, a ``file://`` or ``s3://`` state backend (the S3 one
   is a bucket in the emulator, see :func:`s3_backend_url`), a passphrase, no
   update checks and no plugin downloads;
@@ -42,7 +42,8 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO_ROOT / "examples"
-PULUMI_VERSION = "v3.260.0"
+PULUMI_VERSION = "v3.260.0"  # what scripts/install-pulumi builds
+SUPPORTED_VERSIONS = ((3, 260, 0), (4, 0, 0))  # scripts/install-pulumi's MIN_VERSION, BELOW_VERSION
 IMAGE_EXPORT_TYPE = "pulumi-python:dynamic/export_image_provider:ImageExport"
 FAST_WAITER = '{"first_delay": 0.2, "min_delay": 0.1, "max_delay": 0.5, "near_delay": 0.2, "near_window": 5}'
 REGION = "us-east-1"
@@ -73,13 +74,19 @@ def _has_runtime(bin_dir: Path) -> bool:
     return all(os.access(bin_dir / name, os.X_OK) for name in ("pulumi-language-python", "pulumi-resource-pulumi-python"))
 
 
+def supported(version: str) -> bool:
+    """``v3.260.0`` <= version < ``v4``, as scripts/install-pulumi checks."""
+    found = re.match(r"v(\d+)\.(\d+)\.(\d+)", version)
+    return bool(found) and SUPPORTED_VERSIONS[0] <= tuple(map(int, found.groups())) < SUPPORTED_VERSIONS[1]
+
+
 @functools.lru_cache(maxsize=1)
 def pulumi_bin_dir() -> Path:
-    """The directory with ``pulumi`` at :data:`PULUMI_VERSION` and the Python runtime files; once per session."""
+    """The directory with a supported ``pulumi`` and the Python runtime files; once per session."""
     on_path = shutil.which("pulumi")
     if on_path:
         for candidate in (Path(on_path).parent, Path(on_path).resolve().parent):
-            if _has_runtime(candidate) and _cli_version(candidate / "pulumi") == PULUMI_VERSION:
+            if _has_runtime(candidate) and supported(_cli_version(candidate / "pulumi")):
                 return candidate
     installer = subprocess.run(
         [str(REPO_ROOT / "scripts" / "install-pulumi")], capture_output=True, text=True, cwd=REPO_ROOT
@@ -91,9 +98,18 @@ def pulumi_bin_dir() -> Path:
         )
     bin_dir = Path(lines[-1])
     version = _cli_version(bin_dir / "pulumi")
-    if version != PULUMI_VERSION or not _has_runtime(bin_dir):
-        raise RuntimeError(f"{bin_dir}: pulumi reports {version!r}, want {PULUMI_VERSION} with the Python runtime")
+    if not supported(version) or not _has_runtime(bin_dir):
+        raise RuntimeError(f"{bin_dir}: pulumi reports {version!r}, want v3.260.0 up to v4 with the Python runtime")
     return bin_dir
+
+
+def describe_cli() -> str:
+    """Which CLI and which Python language host the tests use (``scripts/install-pulumi --describe``)."""
+    described = subprocess.run(
+        [str(REPO_ROOT / "scripts" / "install-pulumi"), "--describe", str(pulumi_bin_dir())],
+        capture_output=True, text=True,
+    )
+    return described.stdout.strip() or f"unknown ({described.stderr.strip()})"
 
 
 def s3_backend_url(endpoint: str, bucket: str) -> str:

@@ -157,9 +157,9 @@ def output_of(result: Any) -> str:
 def provider_errors(output: str) -> dict[str, str]:
     """Resource name -> the provider's error line, from the CLI's ``Diagnostics:`` section.
 
-    The Python dynamic-provider server sends the provider's exception with its
-    traceback; the CLI prints it under ``<type> (<name>):``. The provider's own
-    message is the traceback's last line, ``Exception: <message>``.
+    The CLI prints the provider's error under ``<type> (<name>):``; the provider
+    answers with its one-line message (export_image_provider/process.py), and a
+    traceback (a bug) would end with ``Exception: <message>``: the last line.
     """
     found: dict[str, str] = {}
     section = output.split("\nDiagnostics:\n", 1)[-1]
@@ -173,6 +173,14 @@ def provider_errors(output: str) -> dict[str, str]:
             last = last[len("error: "):]
         found[name] = last
     return found
+
+
+def diagnostics(output: str) -> dict[str, list[str]]:
+    """Resource name -> the lines of its block in the CLI's ``Diagnostics:`` section."""
+    section = re.split(r"\n(?:Outputs|Resources):\n", output.split("\nDiagnostics:\n", 1)[-1])[0]
+    blocks = re.split(r"(?m)^  \S+ \(([^)]+)\):\n", section)
+    return {name: [line.strip() for line in body.splitlines() if line.strip()]
+            for name, body in zip(blocks[1::2], blocks[2::2])}
 
 
 # -- the collector ------------------------------------------------------------------------
@@ -306,13 +314,13 @@ def _cell(text: str, limit: int = 400) -> str:
     return text.replace("|", "\\|") or " "
 
 
-def _pulumi_version() -> str:
+def _pulumi_cli() -> str:
     try:
-        from pulumi_cli import _cli_version, pulumi_bin_dir
+        from pulumi_cli import REPO_ROOT, describe_cli
 
-        return _cli_version(pulumi_bin_dir() / "pulumi") or "unknown"
+        return describe_cli().replace(f"{REPO_ROOT}/", "")
     except Exception:  # noqa: BLE001 - the report must not fail the session
-        return "unknown"
+        return "Pulumi CLI: unknown"
 
 
 def render(collector: Collector) -> str:
@@ -333,7 +341,7 @@ def render(collector: Collector) -> str:
         "`tests/test_bad_input.py`, collected by `tests/reliability_report.py`); do not edit.",
         "",
         f"- date: {now}",
-        f"- Pulumi CLI: {_pulumi_version()} (the real CLI, file:// state backend, against the ExportImage emulator)",
+        f"- {_pulumi_cli()}; file:// state backend, against the ExportImage emulator",
         f"- Python: {platform.python_version()}",
         f"- tests: {len(entries)} ({tally}); {spent:.0f} s in these tests",
         "",

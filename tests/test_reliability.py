@@ -420,7 +420,7 @@ def test_adoption_refused_on_mismatching_input(world, emulator, make_project, re
     line = provider_errors(output_of(result)).get("img", "")
     reliability.detail(f"`{line}`")
     assert result.code != 0
-    assert line.startswith("Exception: existing_task_id: "), line
+    assert line.startswith("existing_task_id: "), line
     assert "s3_prefix='theirs/'" in line and "the s3_prefix argument is 'other/'" in line, line
     assert "set s3_prefix to the task's, or drop existing_task_id" in line
     assert state_of(project) == {} and project.pending_operations() == []

@@ -17,6 +17,13 @@
 // project's virtualenv, passing config through PULUMI_CONFIG and
 // PULUMI_CONFIG_SECRET_KEYS.
 //
+// Interruption follows upstream's host: SIGINT to this process, or the engine
+// becoming unreachable, stops the gRPC server; the Cancel RPC (the engine's
+// first Ctrl-C) sends the program SIGINT and kills it 5 s later if it is still
+// running. (The end of a Run request kills the program at once: see Run.) Unlike upstream, which checks the engine
+// every 5 minutes, this host checks it every 2 s, so that after a kill -9 of the
+// CLI neither this host nor the program outlives it by more than a few seconds.
+//
 // Deliberately not implemented (the engine copes, or they are not needed by a
 // Python program that uses only dynamic providers): discovery of provider
 // plugins from installed pip packages (GetRequiredPackages returns none, so
@@ -32,6 +39,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -49,6 +57,12 @@ import (
 
 // execScriptName is the Python driver that upstream ships beside the language host.
 const execScriptName = "pulumi-language-python-exec"
+
+// engineCheckInterval is how often the host checks that the engine is still there.
+const engineCheckInterval = 2 * time.Second
+
+// programGrace is how long a program has to exit after SIGINT before it is killed (upstream's WaitDelay).
+const programGrace = 5 * time.Second
 
 // bailExitCode is the exit code with which pulumi-language-python-exec says
 // "an error was already shown to the user".
@@ -73,20 +87,23 @@ func main() {
 		os.Exit(1)
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer cancel()
 
-	// Exit when the engine goes away, like upstream's hosts do.
+	// Exit when the engine goes away, like upstream's hosts do (more often: see above).
 	if engineAddress != "" {
-		go func() {
-			_ = rpcutil.Healthcheck(ctx, engineAddress, 5*time.Minute, cancel)
-		}()
+		if err := rpcutil.Healthcheck(ctx, engineAddress, engineCheckInterval, cancel); err != nil {
+			fmt.Fprintf(os.Stderr, "pulumi-language-python: could not start the engine health check: %v\n", err)
+			os.Exit(1)
+		}
 	}
 
-	host := &pythonHost{engineAddress: engineAddress, execPath: execPath, tracing: *tracing}
+	host := newPythonHost(ctx, engineAddress, execPath, *tracing)
 	cancelChannel := make(chan bool)
 	go func() {
 		<-ctx.Done()
+		cancel() // deregister the signal handler
+		host.cancel()
 		close(cancelChannel)
 	}()
 	handle, err := rpcutil.ServeWithOptions(rpcutil.ServeOptions{
@@ -105,7 +122,9 @@ func main() {
 	// The engine reads the port from the first line of stdout.
 	fmt.Printf("%d\n", handle.Port)
 
-	if err := <-handle.Done; err != nil {
+	err = <-handle.Done
+	host.running.Wait()
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "pulumi-language-python: gRPC server stopped: %v\n", err)
 		os.Exit(1)
 	}
@@ -140,6 +159,18 @@ type pythonHost struct {
 	engineAddress string
 	execPath      string
 	tracing       string
+
+	cancelCtx context.Context    // done on the Cancel RPC, SIGINT, or when the engine is gone
+	cancel    context.CancelFunc // ends cancelCtx
+	running   sync.WaitGroup     // programs started by Run and not yet reaped
+}
+
+func newPythonHost(ctx context.Context, engineAddress, execPath, tracing string) *pythonHost {
+	cancelCtx, cancel := context.WithCancel(ctx)
+	return &pythonHost{
+		engineAddress: engineAddress, execPath: execPath, tracing: tracing,
+		cancelCtx: cancelCtx, cancel: cancel,
+	}
 }
 
 func (h *pythonHost) engine() string {
@@ -290,10 +321,28 @@ func (h *pythonHost) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulum
 	args = append(args, program)
 	args = append(args, req.GetArgs()...)
 
-	cmd, err := tc.Command(ctx, args...)
+	// Like upstream: on the Cancel RPC (or SIGINT to this host, or the engine gone)
+	// the program gets SIGINT, and a kill after programGrace. Unlike upstream, a Run
+	// request that merely ends (the engine closing after a failed update) kills the
+	// program at once, as this host always did: SIGINT there only printed a
+	// KeyboardInterrupt traceback under every failed update.
+	runCtx, runCancel := context.WithCancel(h.cancelCtx)
+	defer runCancel()
+	context.AfterFunc(ctx, runCancel)
+	cmd, err := tc.Command(runCtx, args...)
 	if err != nil {
 		return nil, err
 	}
+	cmd.Cancel = func() error {
+		if h.cancelCtx.Err() == nil {
+			return cmd.Process.Kill()
+		}
+		if err := cmd.Process.Signal(os.Interrupt); err != nil {
+			return cmd.Process.Kill()
+		}
+		return nil
+	}
+	cmd.WaitDelay = programGrace
 	if cmd.Env == nil {
 		cmd.Env = os.Environ()
 	}
@@ -321,7 +370,10 @@ func (h *pythonHost) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulum
 	cmd.Stdout = os.Stdout
 	cmd.Stderr = os.Stderr
 
-	if err := cmd.Run(); err != nil {
+	h.running.Add(1)
+	err = cmd.Run()
+	h.running.Done()
+	if err != nil {
 		var exitErr *exec.ExitError
 		if errors.As(err, &exitErr) {
 			code := exitErr.ExitCode()
@@ -409,7 +461,8 @@ func (h *pythonHost) RuntimeOptionsPrompts(
 	return &pulumirpc.RuntimeOptionsResponse{}, nil
 }
 
-// Cancel is a no-op: the program is stopped by the engine closing the monitor.
+// Cancel (the engine's first Ctrl-C) interrupts running programs, as upstream's host does.
 func (h *pythonHost) Cancel(ctx context.Context, _ *emptypb.Empty) (*emptypb.Empty, error) {
+	h.cancel()
 	return &emptypb.Empty{}, nil
 }
