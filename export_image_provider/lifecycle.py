@@ -40,6 +40,19 @@ class ExportFailed(Exception):
     """The export could not be brought to the state the program asks for."""
 
 
+class ExportIncomplete(ExportFailed):
+    """The export was started (or resumed) but not seen to finish: a timeout, or the engine's Cancel.
+
+    ``state`` is the export as last seen, so that the provider can hand the
+    task to the engine as partial state rather than leave it owned by nothing.
+    """
+
+    def __init__(self, message: str, task: ExportTask) -> None:
+        super().__init__(message)
+        self.task = task
+        self.state: ExportState | None = None
+
+
 @dataclass(frozen=True)
 class ExportState:
     """What the provider records about a task once an operation is done."""
@@ -106,7 +119,11 @@ def create_export(spec: ExportSpec, gateway: AwsGateway, log: Log, policy: WaitP
         cancel_replaced(spec, gateway, log)
         task = _start(spec, gateway, log, policy, deadline)
     if spec.wait_for_completion:
-        task = wait_until_exported(spec, task, gateway, log, policy, deadline, release_slot=True)
+        try:
+            task = wait_until_exported(spec, task, gateway, log, policy, deadline, release_slot=True)
+        except ExportIncomplete as incomplete:
+            incomplete.state = _state(spec, incomplete.task)
+            raise
     claim(task.task_id, gateway)
     return _state(spec, task, _image(spec, task, gateway))
 
@@ -139,12 +156,12 @@ def wait_until_exported(
             cancelled=CANCELLED,
         )
     except Cancelled:
-        raise ExportFailed(f"{name}: cancelled while waiting for export task {task.task_id}; the task keeps "
-                           "running in AWS and the next `pulumi up` resumes it") from None
+        raise ExportIncomplete(f"{name}: cancelled while waiting for export task {task.task_id}; the task keeps "
+                               "running in AWS and the next `pulumi up` resumes it", task) from None
     except WaitFailed as failure:
         raise ExportFailed(f"{name}: {failure}") from None
     except WaitTimedOut as timeout:
-        raise ExportFailed(f"{name}: {timeout.explain(spec.timeout_minutes)}") from None
+        raise ExportIncomplete(f"{name}: {timeout.explain(spec.timeout_minutes)}", timeout.task) from None
     except TaskVanished as vanished:
         if not gateway.object_exists(spec.s3_bucket, spec.s3_key(task.task_id)):
             raise ExportFailed(f"{name}: {vanished}, and no image was written") from None
@@ -301,7 +318,11 @@ def update_export(
         task = gateway.describe(task_id)
         if task is not None and task.status == "active":
             task = wait_until_exported(spec, task, gateway, log)
+        if task is not None and task.status == "completed":
             return _state(spec, task, _image(spec, task, gateway))
+        if task is not None:
+            raise ExportFailed(f"{_name(spec)}: export task {task_id} ended {task.status} "
+                               f"({task.status_message or 'no message'}): run `pulumi refresh`, then `pulumi up`")
     return None
 
 

@@ -75,6 +75,27 @@ class OneLineError(Exception):
     """A failure whose message is all the user needs: answered to the engine without a traceback."""
 
 
+class PartialCreate(OneLineError):
+    """A create that started its export and did not see it finish (a timeout, the user's Ctrl-C).
+
+    Answered with the engine's ``ErrorResourceInitFailed`` detail, the engine keeps
+    the resource in the state with its id and outputs, marked as not initialised:
+    the next ``up`` sends Update (which waits for the export again), and removing
+    the resource from the program makes the engine Delete it (which cancels the
+    export). Without that detail the task would be owned by nothing.
+    """
+
+    def __init__(self, message: str, id_: str, outputs: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.id = id_
+        self.outputs = outputs
+
+
+def partial_state_supported() -> bool:
+    """Whether a create's failure can carry partial state: the interceptor answers for this process."""
+    return _installed is not None and not _installed
+
+
 def in_provider_process() -> bool:
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
     return spec is not None and spec.name == "pulumi.dynamic.__main__"
@@ -168,6 +189,7 @@ def _bind(behaviour: Callable[[Any, Any], Any], method: str) -> Callable[[Any, A
             cancel()
             return behaviour(request, context)
         _local.urn = getattr(request, "urn", "") or ""
+        context = _AnsweringContext(context)
         try:
             return behaviour(request, context)
         except OneLineError as error:  # SDKs without _abort_with_traceback let it reach grpc, which logs it
@@ -178,6 +200,46 @@ def _bind(behaviour: Callable[[Any, Any], Any], method: str) -> Callable[[Any, A
             _local.urn = ""
 
     return served
+
+
+class _AnsweringContext:
+    """The gRPC context pulumi.dynamic aborts a failed call on; a PartialCreate also gets its detail."""
+
+    def __init__(self, context: Any) -> None:
+        self._context = context
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+    def abort(self, code: Any, details: str) -> Any:
+        error = sys.exc_info()[1]
+        if isinstance(error, PartialCreate):
+            status = _init_failed_status(error, code, details)
+            self._context.set_trailing_metadata((("grpc-status-details-bin", status),))
+        return self._context.abort(code, details)
+
+
+def _init_failed_status(error: PartialCreate, code: Any, details: str) -> bytes:
+    """A google.rpc.Status carrying ``ErrorResourceInitFailed``, as Pulumi's own providers answer a partial create."""
+    import asyncio
+
+    from google.protobuf import any_pb2
+    from pulumi.runtime import rpc
+    from pulumi.runtime.proto import provider_pb2
+
+    try:
+        from pulumi.runtime.proto import status_pb2
+    except TypeError:  # google.rpc.Status already registered by googleapis-common-protos
+        from google.rpc import status_pb2  # type: ignore[no-redef]
+
+    loop = asyncio.new_event_loop()
+    try:
+        properties = loop.run_until_complete(rpc.serialize_properties(error.outputs, {}))
+    finally:
+        loop.close()
+    detail = any_pb2.Any()
+    detail.Pack(provider_pb2.ErrorResourceInitFailed(id=error.id, properties=properties, reasons=[str(error)]))
+    return status_pb2.Status(code=code.value[0], message=details, details=[detail]).SerializeToString()
 
 
 def _interceptor() -> Any:

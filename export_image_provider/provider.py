@@ -30,7 +30,7 @@ from pulumi.dynamic import (
 from pulumi.output import Unknown
 from pulumi.runtime.rpc import UNKNOWN
 
-from .process import OneLineError, current_urn, log, resource_name
+from .process import OneLineError, PartialCreate, current_urn, log, partial_state_supported, resource_name
 from .workers import prepare_provider_process
 from .spec import REPLACE_PROPERTIES, UPDATE_PROPERTIES, ExportSpec, normalize, to_spec, validate
 
@@ -206,12 +206,22 @@ class ImageExportProvider(ResourceProvider):
         )
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        from .lifecycle import create_export
+        from .lifecycle import ExportIncomplete, create_export
+        from .ownership import claim
 
         spec = to_spec(props)
         with _one_line():
             gateway = self._gateway(spec.region)
-            state = create_export(spec, gateway, _log)
+            try:
+                state = create_export(spec, gateway, _log)
+            except ExportIncomplete as incomplete:
+                if incomplete.state is None or not partial_state_supported():
+                    raise
+                # The engine will keep this resource (partial state): the task is now owned.
+                claim(incomplete.state.task_id, gateway)
+                outputs = self._outputs(props, spec, gateway.region, incomplete.state)
+                outputs["__provider"] = props["__provider"]
+                raise PartialCreate(str(incomplete), incomplete.state.task_id, outputs) from None
         return CreateResult(state.task_id, self._outputs(props, spec, gateway.region, state))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:

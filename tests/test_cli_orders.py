@@ -10,6 +10,8 @@ beside it is this project's own (see the README's "Installing the Pulumi CLI").
 from __future__ import annotations
 
 
+import pytest
+
 from pulumi_cli import PulumiProject
 from reliability_report import PROJECT_YAML
 from test_cli_lifecycle import all_tasks, export_bucket, objects, outputs_of, seeded, tag_dict  # noqa: F401
@@ -98,3 +100,48 @@ def test_same_named_stacks_in_two_backends_keep_their_own_tasks(emulator, seeded
     finally:
         theirs.teardown()
         mine.teardown()
+
+
+PARTIAL_PROGRAM = """\
+import pulumi
+
+from export_image_provider import ImageExport
+
+config = pulumi.Config()
+if config.get_bool("keep") is not False:
+    ImageExport("image", image_id=config.require("imageId"), disk_image_format="VMDK",
+                s3_bucket=config.require("bucket"), s3_prefix="partial/",
+                timeout_minutes=float(config.get("timeout") or 10))
+"""
+
+
+@pytest.mark.parametrize("then", ["up", "remove"])
+def test_an_interrupted_create_leaves_its_task_in_state(then, emulator, seeded, tmp_path):  # noqa: F811
+    """A timed-out create is partial state: the next up waits for the same task; removal cancels it (defect 6)."""
+    emulator.reset()
+    emulator.set_config(export_seconds=8)
+    bucket = export_bucket(emulator)
+    project = PulumiProject(tmp_path, emulator.url, files={
+        "Pulumi.yaml": PROJECT_YAML.format(name="export-image-partial"), "__main__.py": PARTIAL_PROGRAM})
+    project.stack_init(imageId=seeded["image_id"], bucket=bucket, timeout="0.01")
+    try:
+        failed = project.up(check=False)
+        assert failed.code != 0 and "left running" in failed.stdout + failed.stderr
+        [entry] = project.resources().values()
+        [started] = all_tasks(emulator)
+        assert entry["id"] == started["ExportImageTaskId"] and entry.get("initErrors"), entry
+        assert CLAIM_TAG in tag_dict(started)
+        if then == "up":
+            project.config_set("timeout", "10")
+            project.up()
+            out = outputs_of(project)["image"]
+            assert out["export_image_task_id"] == entry["id"] and out["status"] == "completed"
+            assert [t["ExportImageTaskId"] for t in all_tasks(emulator)] == [entry["id"]]
+            assert objects(emulator, bucket) == {out["s3_key"]}
+        else:
+            project.config_set("keep", "false")
+            project.up()
+            assert project.resources() == {}
+            assert statuses(emulator)[entry["id"]] in ("deleting", "deleted"), "the removed resource's task is cancelled"
+    finally:
+        project.teardown()
