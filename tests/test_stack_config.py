@@ -283,7 +283,7 @@ def test_the_engine_path_refuses_an_unsupported_key_at_check_and_honours_assume_
     refusing = DynamicProviderProcess(ImageExportProvider(), env=env)
     try:
         refusing.configure({"aws:region": "us-east-1", "aws:defaultTags": '{"tags": {"team": "x"}}'})
-        with pytest.raises(Exception, match=r"Exception: aws:defaultTags: not supported by ImageExport"):
+        with pytest.raises(Exception, match=r"details = \"aws:defaultTags: not supported by ImageExport"):
             refusing.check(props(world))
     finally:
         refusing.close()
