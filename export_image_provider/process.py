@@ -92,8 +92,12 @@ class PartialCreate(OneLineError):
 
 
 def partial_state_supported() -> bool:
-    """Whether a create's failure can carry partial state: the interceptor answers for this process."""
-    return _installed is not None and not _installed
+    """Whether a create's failure can carry partial state: the interceptor answers, and the engine is there.
+
+    Once the engine is gone (kill -9) nothing would record the partial state, so
+    the task must stay unclaimed for the next create of its resource to resume.
+    """
+    return _installed is not None and not _installed and not _engine_gone()
 
 
 def in_provider_process() -> bool:
