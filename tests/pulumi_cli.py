@@ -42,7 +42,7 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO_ROOT / "examples"
-PULUMI_VERSION = "v3.260.0"  # what scripts/install-pulumi builds
+PULUMI_VERSION = "v3.276.0"  # what scripts/install-pulumi builds
 SUPPORTED_VERSIONS = ((3, 260, 0), (4, 0, 0))  # scripts/install-pulumi's MIN_VERSION, BELOW_VERSION
 IMAGE_EXPORT_TYPE = "pulumi-python:dynamic/export_image_provider:ImageExport"
 FAST_WAITER = '{"first_delay": 0.2, "min_delay": 0.1, "max_delay": 0.5, "near_delay": 0.2, "near_window": 5}'
