@@ -41,6 +41,12 @@ def statuses(emulator):
     return {t["ExportImageTaskId"]: t["Status"] for t in all_tasks(emulator)}
 
 
+def up_replace(project):
+    """``pulumi up --replace`` of the ImageExport named ``image``."""
+    [urn] = [r["urn"] for r in project.stack_export()["deployment"]["resources"] if r["urn"].endswith("::image")]
+    return project.up("--replace", urn)
+
+
 def test_up_replace_keeps_the_new_image_and_removes_the_old(emulator, seeded, tmp_path):  # noqa: F811
     emulator.reset()
     emulator.set_config(export_seconds=0.5)
@@ -49,8 +55,7 @@ def test_up_replace_keeps_the_new_image_and_removes_the_old(emulator, seeded, tm
     try:
         project.up()
         old = outputs_of(project)["image"]
-        [urn] = [r["urn"] for r in project.stack_export()["deployment"]["resources"] if r["urn"].endswith("::image")]
-        project.up("--replace", urn)
+        up_replace(project)
         new = outputs_of(project)["image"]
         assert new["export_image_task_id"] != old["export_image_task_id"]
         assert objects(emulator, bucket) == {new["s3_key"]}, "the new image is kept, the old one deleted"
@@ -61,7 +66,7 @@ def test_up_replace_keeps_the_new_image_and_removes_the_old(emulator, seeded, tm
 
 
 def test_up_replace_of_a_running_export_cancels_it_before_starting_the_next(emulator, seeded, tmp_path):  # noqa: F811
-    """The engine honours the diff's delete-before-replace for a forced replacement too."""
+    """The engine never asks Diff for ``up --replace``: the create cancels the running export it replaces."""
     emulator.reset()
     emulator.set_config(export_seconds=600)
     bucket = export_bucket(emulator)
@@ -70,8 +75,7 @@ def test_up_replace_of_a_running_export_cancels_it_before_starting_the_next(emul
         project.up()
         old = outputs_of(project)["image"]
         assert old["status"] == "active"
-        [urn] = [r["urn"] for r in project.stack_export()["deployment"]["resources"] if r["urn"].endswith("::image")]
-        result = project.up("--replace", urn)
+        result = up_replace(project)
         assert "waiting for a free export slot" not in result.stdout + result.stderr
         new = outputs_of(project)["image"]
         found = statuses(emulator)
