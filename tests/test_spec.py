@@ -66,6 +66,32 @@ def test_each_invalid_input_names_the_argument_and_the_fix(changes, prop, words)
     assert list(found) == [prop]
 
 
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"image_id": "ami-0123abcd"},
+        {"s3_bucket": "abc"},
+        {"s3_prefix": "p" * 980},
+        {"s3_prefix": "\u00e9" * 490},
+        {"role_name": "r" * 64},
+        {"description": "d" * 255},
+        {"tags": {"k" * 127: "v" * 256}},
+        {"tags": {f"k{i}": "v" for i in range(46)}},
+        {"region": "eu-west-1"},
+        {"wait_for_completion": False},
+        {"timeout_minutes": 0.5},
+        {"existing_task_id": "export-ami-0123456789abcdef0"},
+    ],
+    ids=lambda changes: next(iter(changes)),
+)
+def test_each_input_at_its_limit_is_accepted(changes):
+    assert problems(**changes) == {}
+
+
+def test_a_prefix_is_measured_in_bytes_not_characters():
+    assert "s3_prefix" in problems(s3_prefix="\u00e9" * 491)
+
+
 def test_unknown_values_pass_validation():
     unknown = object()
     props = normalize({**VALID, "s3_bucket": unknown, "tags": {"team": unknown}})
