@@ -32,6 +32,7 @@ def test_valid_input_is_normalised_with_defaults():
         ({"disk_image_format": None}, "disk_image_format", "required"),
         ({"disk_image_format": 3}, "disk_image_format", "must be one of"),
         ({"s3_bucket": "s3://my-exports"}, "s3_bucket", "name only"),
+        ({"s3_bucket": "my-exports/images"}, "s3_bucket", "name only"),
         ({"s3_bucket": "My_Bucket"}, "s3_bucket", "not a valid S3 bucket name"),
         ({"s3_bucket": "ab"}, "s3_bucket", "not a valid S3 bucket name"),
         ({"s3_bucket": "a..b"}, "s3_bucket", "not a valid S3 bucket name"),
@@ -86,6 +87,16 @@ def test_each_invalid_input_names_the_argument_and_the_fix(changes, prop, words)
 )
 def test_each_input_at_its_limit_is_accepted(changes):
     assert problems(**changes) == {}
+
+
+def test_a_long_tag_key_is_shown_by_its_first_20_characters():
+    assert problems(tags={"k" * 128: "x"})["tags"].startswith(f"key {'k' * 20!r}... is 128 characters long")
+
+
+def test_tags_after_an_unknown_value_are_still_checked():
+    unknown = object()
+    props = normalize({**VALID, "tags": {"team": unknown, "aws:team": "x"}})
+    assert [p.property for p in validate(props, lambda v: v is unknown)] == ["tags"]
 
 
 def test_a_prefix_is_measured_in_bytes_not_characters():
