@@ -95,6 +95,9 @@ class ModuleResult:
     baseline: float
     finished: str
     mutants: list[Mutant] = field(default_factory=list)
+    not_run: int = 0
+    note: str = ""
+    before: str = ""
 
     def counted(self, outcome: str) -> list[Mutant]:
         return [m for m in self.mutants if m.outcome == outcome]
@@ -154,7 +157,8 @@ def only(session: Path, keep: set[tuple[str, int]]) -> None:
                                                       worker_outcome=WorkerOutcome.SKIPPED))
 
 
-def mutate(module: str, scratch: Path, env: dict[str, str], previous: ModuleResult | None = None) -> ModuleResult:
+def mutate(module: str, scratch: Path, env: dict[str, str], previous: ModuleResult | None = None,
+           budget: float | None = None) -> ModuleResult:
     """Run cosmic-ray on one module; with ``previous``, only on its survivors (tests added since, source unchanged)."""
     bin_dir = Path(sys.executable).parent
     command = MODULES[module]
@@ -180,15 +184,27 @@ def mutate(module: str, scratch: Path, env: dict[str, str], previous: ModuleResu
     if previous is not None:
         only(session, {(m.operator, m.line) for m in previous.counted("survived")})
     started = time.monotonic()
-    run([bin_dir / "cosmic-ray", "exec", config, session], scratch, env)
-    seconds = time.monotonic() - started
-    dump = subprocess.run([bin_dir / "cosmic-ray", "dump", session], cwd=scratch, env=env,
+    try:
+        subprocess.run([bin_dir / "cosmic-ray", "exec", config, session], cwd=scratch, env=env,
+                       stdout=subprocess.DEVNULL, timeout=budget * 60 if budget else None)
+    except subprocess.TimeoutExpired:
+        print(f"mutation: {module}: stopped after the budget of {budget} min", file=sys.stderr)
+    result = collect(module, command, session, time.monotonic() - started, baseline)
+    return merge(result, previous) if previous is not None else result
+
+
+def collect(module: str, command: str, session: Path, seconds: float, baseline: float) -> ModuleResult:
+    """The outcomes recorded in a cosmic-ray session (mutants still pending are counted as not run)."""
+    dump = subprocess.run([Path(sys.executable).parent / "cosmic-ray", "dump", session],
                           capture_output=True, text=True, check=True).stdout
     finished = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     result = ModuleResult(module, command, seconds, baseline, finished)
     for line in dump.splitlines():
         item, outcome = json.loads(line)
-        if not outcome or outcome["worker_outcome"] == "skipped":
+        if outcome and outcome["worker_outcome"] == "skipped":
+            continue
+        if not outcome:
+            result.not_run += 1
             continue
         mutation = item["mutations"][0]
         diff = outcome.get("diff") or ""
@@ -197,6 +213,18 @@ def mutate(module: str, scratch: Path, env: dict[str, str], previous: ModuleResu
         result.mutants.append(Mutant(item["job_id"], mutation["operator_name"], mutation["start_pos"][0],
                                      before, after, diff, state))
     return result
+
+
+def merge(rerun: ModuleResult, previous: ModuleResult) -> ModuleResult:
+    """The previous run with its survivors' outcomes replaced by the rerun's (tests were only added)."""
+    by_change = {(m.operator, m.line, m.before, m.after): m for m in rerun.mutants}
+    rerun.mutants = [by_change.get((m.operator, m.line, m.before, m.after), m) for m in previous.mutants]
+    rerun.note = (f"survivors of the run of {previous.finished} ({len(previous.counted('survived'))}) rerun "
+                  f"{rerun.finished} in {rerun.seconds / 60:.1f} min after tests were added")
+    rerun.seconds, rerun.finished = previous.seconds, previous.finished
+    rerun.not_run = previous.not_run
+    rerun.before = f"{len(previous.counted('killed'))} killed of {len(previous.mutants)}"
+    return rerun
 
 
 def in_annotation(mutant: Mutant, source_lines: list[str], spans: list) -> bool:
@@ -234,8 +262,8 @@ def render(results: list[ModuleResult]) -> str:
         "*equivalent* when no input can tell it from the original (the reason is given, from",
         "`tests/mutation_equivalents.toml`); any other survivor is a test gap.",
         "",
-        "| module | mutants | killed | survived | equivalent | killed / all | killed / non-equivalent | wall time |",
-        "|---|---|---|---|---|---|---|---|",
+        "| module | mutants run | killed | survived | equivalent | killed / all | killed / non-equivalent | wall time | not run |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         total = len(r.mutants)
@@ -244,11 +272,16 @@ def render(results: list[ModuleResult]) -> str:
         equivalent = sum(1 for m in survived if m.verdict)
         useful = total - equivalent
         out.append(f"| {r.module} | {total} | {killed} | {len(survived)} | {equivalent} | "
-                   f"{killed / total:.1%} | {killed / useful if useful else 1:.1%} | {r.seconds / 60:.1f} min |")
+                   f"{killed / total:.1%} | {killed / useful if useful else 1:.1%} | {r.seconds / 60:.1f} min | "
+                   f"{r.not_run or ''} |")
     for r in results:
         out += ["", f"## {r.module}", "",
                 f"Run {r.finished}; test command (unmutated run {r.baseline:.0f} s, all mutants {r.seconds / 60:.1f} min):", "",
                 f"    {r.command}", ""]
+        if r.note:
+            out += [f"Note: {r.note}" + (f"; before that: {r.before}." if r.before else "."), ""]
+        if r.not_run:
+            out += [f"Partial: {r.not_run} mutants were not run (the run was stopped); the score covers the rest.", ""]
         other = [m for m in r.mutants if m.outcome not in ("killed", "survived")]
         if other:
             out += [f"Not run to an outcome: {len(other)} ({', '.join(sorted({m.outcome for m in other}))}).", ""]
@@ -282,6 +315,9 @@ def main() -> int:
     parser.add_argument("modules", nargs="*", metavar="MODULE", help=f"default: all of {', '.join(MODULES)}")
     parser.add_argument("--survivors", action="store_true",
                         help="rerun only the last run's survivors (after adding tests; the module must be unchanged)")
+    parser.add_argument("--budget", type=float, metavar="MINUTES",
+                        help="stop each module after this long; the mutants not run are reported as such")
+    parser.add_argument("--session", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--report-only", action="store_true", help="rewrite the report from the last runs, run nothing")
     args = parser.parse_args()
     unknown = [m for m in args.modules if m not in MODULES]
@@ -297,7 +333,11 @@ def main() -> int:
             previous = load(module) if args.survivors else None
             if args.survivors and previous is None:
                 parser.error(f"--survivors: {module} has no earlier run in {RESULTS.name}/")
-            result = mutate(module, scratch, env, previous)
+            if args.session:
+                result = collect(module, MODULES[module], args.session, 0.0, 0.0)
+                result.note = f"recorded from the session {args.session.name} of a run stopped early"
+            else:
+                result = mutate(module, scratch, env, previous, args.budget)
             save(result)
             judge(result, verdicts)
             survived = result.counted("survived")

@@ -10,6 +10,7 @@ ever deleted, one task per resource, no task left running that nothing owns.
 from __future__ import annotations
 
 import pytest
+from conftest import wait_until
 
 from export_image_provider import ImageExportProvider
 from export_image_provider.ownership import CLAIM_TAG, RESOURCE_TAG, STACK_TAG
@@ -134,6 +135,21 @@ def test_changed_inputs_after_an_interrupted_create_cancel_its_task(world, emula
     assert statuses[stale["ExportImageTaskId"]] in ("deleting", "deleted")
     assert statuses[created.id] == "completed"
     assert f"cancelled export task {stale['ExportImageTaskId']}" in capsys.readouterr().err
+
+
+def test_changed_inputs_after_an_interrupted_create_that_finished_delete_its_image(world, emulator, provider, capsys):
+    """The interrupted task completed before the next create: its image is owned by nobody and deleted (defect 6)."""
+    emulator.set_config(export_seconds=5)
+    inputs = props(world, timeout_minutes=0.02)
+    with pytest.raises(Exception, match="left running"):
+        provider.create(inputs)
+    [stale] = tasks(emulator)
+    stale_key = f"exports/{stale['ExportImageTaskId']}.vmdk"
+    wait_until(lambda: object_exists(emulator, world["bucket"], stale_key), 60, "the interrupted export to finish")
+    created = provider.create({**inputs, "disk_image_format": "RAW", "timeout_minutes": 1})
+    assert not object_exists(emulator, world["bucket"], stale_key)
+    assert object_exists(emulator, world["bucket"], created.outs["s3_key"])
+    assert f"deleted s3://{world['bucket']}/{stale_key}" in capsys.readouterr().err
 
 
 def test_destroy_takes_the_tasks_interrupted_creates_of_the_resource_left(world, emulator, provider):
