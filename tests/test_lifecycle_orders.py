@@ -122,13 +122,19 @@ def test_tag_change_after_the_record_expired_succeeds(world, emulator, provider,
     assert "could not be applied" in capsys.readouterr().err
 
 
-def test_changed_inputs_after_an_interrupted_create_cancel_its_task(world, emulator, provider, capsys):
-    """The interrupted task of other inputs is owned by nobody: the next create cancels it (defect 6)."""
-    emulator.set_config(export_seconds=30)
-    inputs = props(world, timeout_minutes=0.005)
+def interrupted_create(emulator, provider, inputs, export_seconds):
+    """A create that times out while its export runs (``export_seconds`` long): the task it left."""
+    emulator.set_config(export_seconds=export_seconds)
     with pytest.raises(Exception, match="left running"):
         provider.create(inputs)
     [stale] = tasks(emulator)
+    return stale
+
+
+def test_changed_inputs_after_an_interrupted_create_cancel_its_task(world, emulator, provider, capsys):
+    """The interrupted task of other inputs is owned by nobody: the next create cancels it (defect 6)."""
+    inputs = props(world, timeout_minutes=0.005)
+    stale = interrupted_create(emulator, provider, inputs, export_seconds=30)
     emulator.set_config(export_seconds=1)
     created = provider.create({**inputs, "disk_image_format": "RAW", "timeout_minutes": 1})
     statuses = {t["ExportImageTaskId"]: t["Status"] for t in tasks(emulator)}
@@ -139,11 +145,8 @@ def test_changed_inputs_after_an_interrupted_create_cancel_its_task(world, emula
 
 def test_changed_inputs_after_an_interrupted_create_that_finished_delete_its_image(world, emulator, provider, capsys):
     """The interrupted task completed before the next create: its image is owned by nobody and deleted (defect 6)."""
-    emulator.set_config(export_seconds=5)
     inputs = props(world, timeout_minutes=0.02)
-    with pytest.raises(Exception, match="left running"):
-        provider.create(inputs)
-    [stale] = tasks(emulator)
+    stale = interrupted_create(emulator, provider, inputs, export_seconds=5)
     stale_key = f"exports/{stale['ExportImageTaskId']}.vmdk"
     wait_until(lambda: object_exists(emulator, world["bucket"], stale_key), 60, "the interrupted export to finish")
     created = provider.create({**inputs, "disk_image_format": "RAW", "timeout_minutes": 1})
