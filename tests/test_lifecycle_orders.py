@@ -103,10 +103,13 @@ def test_forced_replacement_of_a_running_export_cancels_it_instead_of_queueing(w
     assert statuses[old.id] in ("deleting", "deleted") and statuses[new.id] == "completed"
 
 
-def test_replacement_of_a_completed_export_creates_before_deleting(world, provider):
+def test_replacement_of_a_completed_export_creates_before_deleting(world, emulator, provider, capsys):
     old = provider.create(props(world))
     diff = provider.diff(old.id, old.outs, same_resource(old, disk_image_format="RAW"))
     assert diff.replaces == ["disk_image_format"] and not diff.delete_before_replace
+    created = engine_replace(provider, old.id, old.outs, same_resource(old, disk_image_format="RAW"))
+    assert object_exists(emulator, world["bucket"], created.outs["s3_key"])
+    assert "cancelled" not in capsys.readouterr().err  # a completed predecessor is not a running export
 
 
 def test_tag_change_after_the_record_expired_succeeds(world, emulator, provider, capsys):

@@ -109,6 +109,22 @@ def test_unknown_values_pass_validation():
     assert validate(props, lambda v: v is unknown) == []
 
 
+def test_arguments_after_an_unknown_value_are_still_checked():
+    unknown = object()
+    props = normalize({**VALID, "image_id": unknown, "description": "d" * 256})
+    assert [p.property for p in validate(props, lambda v: v is unknown)] == ["description"]
+
+
+def test_specs_and_problems_are_immutable():
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        to_spec(VALID).s3_prefix = "elsewhere/"
+    [problem] = validate(normalize({**VALID, "image_id": ""}))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        problem.reason = "fine"
+
+
 def test_format_is_case_insensitive_and_upper_in_spec():
     spec = to_spec({**VALID, "disk_image_format": "Vhd", "s3_prefix": "exports/"})
     assert spec.disk_image_format == "VHD"
