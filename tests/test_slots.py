@@ -18,7 +18,7 @@ from test_provider import props, world  # noqa: F401 - fixture
 
 from export_image_provider import ImageExportProvider
 from export_image_provider.aws import ExportError
-from export_image_provider.slots import AMI, REGION, SlotQueue, slot_error_kind
+from export_image_provider.slots import AMI, REGION, SlotQueue, is_slot_error, slot_error_kind
 
 LONG = 60.0  # deadline and join guard: never reached when the queue behaves
 
@@ -227,6 +227,7 @@ def test_a_recognised_wait_ends_at_the_deadline():
 ])
 def test_slot_errors_are_told_apart_by_code_and_words(code, message, kind):
     assert slot_error_kind(ExportError("ExportImage", code, message)) == kind
+    assert is_slot_error(ExportError("ExportImage", code, message)) == (kind is not None)
 
 
 def test_through_the_provider_another_amis_create_starts_while_a_same_ami_create_waits(world, emulator):
