@@ -276,7 +276,8 @@ def render(results: list[ModuleResult]) -> str:
                    f"{r.not_run or ''} |")
     for r in results:
         out += ["", f"## {r.module}", "",
-                f"Run {r.finished}; test command (unmutated run {r.baseline:.0f} s, all mutants {r.seconds / 60:.1f} min):", "",
+                f"Run {r.finished}; test command (unmutated run {f'{r.baseline:.0f} s' if r.baseline else 'not timed'}, "
+                f"mutants {r.seconds / 60:.1f} min):", "",
                 f"    {r.command}", ""]
         if r.note:
             out += [f"Note: {r.note}" + (f"; before that: {r.before}." if r.before else "."), ""]
@@ -334,8 +335,9 @@ def main() -> int:
             if args.survivors and previous is None:
                 parser.error(f"--survivors: {module} has no earlier run in {RESULTS.name}/")
             if args.session:
-                result = collect(module, MODULES[module], args.session, 0.0, 0.0)
-                result.note = f"recorded from the session {args.session.name} of a run stopped early"
+                started = (args.session.parent / f"cosmic-ray.{module}.toml").stat().st_mtime
+                result = collect(module, MODULES[module], args.session, time.time() - started, 0.0)
+                result.note = f"recorded from the session of a run still going, {result.seconds / 60:.0f} min in"
             else:
                 result = mutate(module, scratch, env, previous, args.budget)
             save(result)
