@@ -13,7 +13,8 @@ import pytest
 from conftest import wait_until
 
 from export_image_provider import ImageExportProvider
-from export_image_provider.ownership import CLAIM_TAG, RESOURCE_TAG, STACK_TAG
+from export_image_provider.aws import ExportTask
+from export_image_provider.ownership import CLAIM_TAG, RESOURCE_TAG, STACK_TAG, NotYours, refuse_if_owned
 from test_provider import FAST_WAITER, object_exists, props, tasks  # noqa: F401 - fixtures below
 from test_provider import fresh_tasks, provider, world  # noqa: F401 - pytest fixtures
 
@@ -177,6 +178,20 @@ def test_adopting_a_task_another_resource_manages_is_refused(world, emulator, pr
     with pytest.raises(Exception, match=r"existing_task_id: .*already managed"):
         provider.create(props(world, existing_task_id=owner.id))
     assert provider.read(owner.id, owner.outs).id == owner.id
+
+
+@pytest.mark.parametrize("tags, refused", [
+    ({RESOURCE_TAG: "proj/dev/other"}, False),  # an interrupted create's task: nobody reports it
+    ({CLAIM_TAG: "true"}, False),  # claimed, then taken off its resource (cleared)
+    ({RESOURCE_TAG: "proj/dev/other", CLAIM_TAG: "true"}, True),
+])
+def test_only_a_task_a_resource_claimed_and_still_carries_is_refused_for_adoption(tags, refused):
+    task = ExportTask("export-ami-0123456789abcdef0", "active", tags=tags)
+    if refused:
+        with pytest.raises(NotYours, match="already managed by the ImageExport 'proj/dev/other'"):
+            refuse_if_owned(task)
+    else:
+        refuse_if_owned(task)
 
 
 def test_changing_existing_task_id_replaces(world, provider):

@@ -131,6 +131,12 @@ def test_format_is_case_insensitive_and_upper_in_spec():
     assert spec.s3_key("export-ami-0123456789abcdef0") == "exports/export-ami-0123456789abcdef0.vhd"
 
 
+def test_to_spec_keeps_the_task_to_adopt_and_reads_empty_as_none():
+    assert to_spec({**VALID, "existing_task_id": "export-ami-0123456789abcdef0"}).existing_task_id == (
+        "export-ami-0123456789abcdef0")
+    assert to_spec({**VALID, "existing_task_id": ""}).existing_task_id is None
+
+
 def test_to_spec_refuses_invalid_props():
     with pytest.raises(ValueError, match="disk_image_format"):
         to_spec({**VALID, "disk_image_format": "iso"})
