@@ -37,6 +37,8 @@ def test_valid_input_is_normalised_with_defaults():
         ({"s3_bucket": "ab"}, "s3_bucket", "not a valid S3 bucket name"),
         ({"s3_bucket": "a..b"}, "s3_bucket", "not a valid S3 bucket name"),
         ({"s3_bucket": "192.168.1.1"}, "s3_bucket", "not a valid S3 bucket name"),
+        ({"s3_bucket": "xn--exports"}, "s3_bucket", "not a valid S3 bucket name"),
+        ({"s3_bucket": "exports-s3alias"}, "s3_bucket", "not a valid S3 bucket name"),
         ({"s3_bucket": None}, "s3_bucket", "required"),
         ({"s3_prefix": "/exports/"}, "s3_prefix", "use 'exports/'"),
         ({"s3_prefix": 5}, "s3_prefix", "must be a string"),
