@@ -182,7 +182,7 @@ def mutate(module: str, scratch: Path, env: dict[str, str], previous: ModuleResu
     run([bin_dir / "cosmic-ray", "init", config, session], scratch, env)
     run([bin_dir / "cr-filter-operators", session, config], scratch, env)
     if previous is not None:
-        only(session, {(m.operator, m.line) for m in previous.counted("survived")})
+        only(session, {(m.operator, m.line) for m in previous.counted("survived") if not m.verdict})
     started = time.monotonic()
     try:
         subprocess.run([bin_dir / "cosmic-ray", "exec", config, session], cwd=scratch, env=env,
@@ -219,11 +219,12 @@ def merge(rerun: ModuleResult, previous: ModuleResult) -> ModuleResult:
     """The previous run with its survivors' outcomes replaced by the rerun's (tests were only added)."""
     by_change = {(m.operator, m.line, m.before, m.after): m for m in rerun.mutants}
     rerun.mutants = [by_change.get((m.operator, m.line, m.before, m.after), m) for m in previous.mutants]
-    rerun.note = (f"survivors of the run of {previous.finished} ({len(previous.counted('survived'))}) rerun "
+    rerun.note = (f"survivors not judged equivalent of the run of {previous.finished} "
+                  f"({sum(1 for m in previous.counted('survived') if not m.verdict)}) rerun "
                   f"{rerun.finished} in {rerun.seconds / 60:.1f} min after tests were added")
     rerun.seconds, rerun.finished = previous.seconds, previous.finished
     rerun.not_run = previous.not_run
-    rerun.before = f"{len(previous.counted('killed'))} killed of {len(previous.mutants)}"
+    rerun.before = previous.before or f"{len(previous.counted('killed'))} killed of {len(previous.mutants)}"
     return rerun
 
 
@@ -334,6 +335,8 @@ def main() -> int:
             previous = load(module) if args.survivors else None
             if args.survivors and previous is None:
                 parser.error(f"--survivors: {module} has no earlier run in {RESULTS.name}/")
+            if previous is not None:
+                judge(previous, verdicts)  # equivalent survivors are not rerun: no test can kill them
             if args.session:
                 started = (args.session.parent / f"cosmic-ray.{module}.toml").stat().st_mtime
                 result = collect(module, MODULES[module], args.session, time.time() - started, 0.0)
