@@ -10,9 +10,11 @@ ever deleted, one task per resource, no task left running that nothing owns.
 from __future__ import annotations
 
 import pytest
+from conftest import wait_until
 
 from export_image_provider import ImageExportProvider
-from export_image_provider.ownership import CLAIM_TAG, RESOURCE_TAG, STACK_TAG
+from export_image_provider.aws import ExportTask
+from export_image_provider.ownership import CLAIM_TAG, RESOURCE_TAG, STACK_TAG, NotYours, refuse_if_owned
 from test_provider import FAST_WAITER, object_exists, props, tasks  # noqa: F401 - fixtures below
 from test_provider import fresh_tasks, provider, world  # noqa: F401 - pytest fixtures
 
@@ -102,10 +104,13 @@ def test_forced_replacement_of_a_running_export_cancels_it_instead_of_queueing(w
     assert statuses[old.id] in ("deleting", "deleted") and statuses[new.id] == "completed"
 
 
-def test_replacement_of_a_completed_export_creates_before_deleting(world, provider):
+def test_replacement_of_a_completed_export_creates_before_deleting(world, emulator, provider, capsys):
     old = provider.create(props(world))
     diff = provider.diff(old.id, old.outs, same_resource(old, disk_image_format="RAW"))
     assert diff.replaces == ["disk_image_format"] and not diff.delete_before_replace
+    created = engine_replace(provider, old.id, old.outs, same_resource(old, disk_image_format="RAW"))
+    assert object_exists(emulator, world["bucket"], created.outs["s3_key"])
+    assert "cancelled" not in capsys.readouterr().err  # a completed predecessor is not a running export
 
 
 def test_tag_change_after_the_record_expired_succeeds(world, emulator, provider, capsys):
@@ -121,19 +126,37 @@ def test_tag_change_after_the_record_expired_succeeds(world, emulator, provider,
     assert "could not be applied" in capsys.readouterr().err
 
 
-def test_changed_inputs_after_an_interrupted_create_cancel_its_task(world, emulator, provider, capsys):
-    """The interrupted task of other inputs is owned by nobody: the next create cancels it (defect 6)."""
-    emulator.set_config(export_seconds=30)
-    inputs = props(world, timeout_minutes=0.005)
+def interrupted_create(emulator, provider, inputs, export_seconds):
+    """A create that times out while its export runs (``export_seconds`` long): the task it left."""
+    emulator.set_config(export_seconds=export_seconds)
     with pytest.raises(Exception, match="left running"):
         provider.create(inputs)
     [stale] = tasks(emulator)
+    return stale
+
+
+def test_changed_inputs_after_an_interrupted_create_cancel_its_task(world, emulator, provider, capsys):
+    """The interrupted task of other inputs is owned by nobody: the next create cancels it (defect 6)."""
+    inputs = props(world, timeout_minutes=0.005)
+    stale = interrupted_create(emulator, provider, inputs, export_seconds=30)
     emulator.set_config(export_seconds=1)
     created = provider.create({**inputs, "disk_image_format": "RAW", "timeout_minutes": 1})
     statuses = {t["ExportImageTaskId"]: t["Status"] for t in tasks(emulator)}
     assert statuses[stale["ExportImageTaskId"]] in ("deleting", "deleted")
     assert statuses[created.id] == "completed"
     assert f"cancelled export task {stale['ExportImageTaskId']}" in capsys.readouterr().err
+
+
+def test_changed_inputs_after_an_interrupted_create_that_finished_delete_its_image(world, emulator, provider, capsys):
+    """The interrupted task completed before the next create: its image is owned by nobody and deleted (defect 6)."""
+    inputs = props(world, timeout_minutes=0.02)
+    stale = interrupted_create(emulator, provider, inputs, export_seconds=5)
+    stale_key = f"exports/{stale['ExportImageTaskId']}.vmdk"
+    wait_until(lambda: object_exists(emulator, world["bucket"], stale_key), 60, "the interrupted export to finish")
+    created = provider.create({**inputs, "disk_image_format": "RAW", "timeout_minutes": 1})
+    assert not object_exists(emulator, world["bucket"], stale_key)
+    assert object_exists(emulator, world["bucket"], created.outs["s3_key"])
+    assert f"deleted s3://{world['bucket']}/{stale_key}" in capsys.readouterr().err
 
 
 def test_destroy_takes_the_tasks_interrupted_creates_of_the_resource_left(world, emulator, provider):
@@ -155,6 +178,20 @@ def test_adopting_a_task_another_resource_manages_is_refused(world, emulator, pr
     with pytest.raises(Exception, match=r"existing_task_id: .*already managed"):
         provider.create(props(world, existing_task_id=owner.id))
     assert provider.read(owner.id, owner.outs).id == owner.id
+
+
+@pytest.mark.parametrize("tags, refused", [
+    ({RESOURCE_TAG: "proj/dev/other"}, False),  # an interrupted create's task: nobody reports it
+    ({CLAIM_TAG: "true"}, False),  # claimed, then taken off its resource (cleared)
+    ({RESOURCE_TAG: "proj/dev/other", CLAIM_TAG: "true"}, True),
+])
+def test_only_a_task_a_resource_claimed_and_still_carries_is_refused_for_adoption(tags, refused):
+    task = ExportTask("export-ami-0123456789abcdef0", "active", tags=tags)
+    if refused:
+        with pytest.raises(NotYours, match="already managed by the ImageExport 'proj/dev/other'"):
+            refuse_if_owned(task)
+    else:
+        refuse_if_owned(task)
 
 
 def test_changing_existing_task_id_replaces(world, provider):

@@ -18,7 +18,7 @@ from test_provider import props, world  # noqa: F401 - fixture
 
 from export_image_provider import ImageExportProvider
 from export_image_provider.aws import ExportError
-from export_image_provider.slots import AMI, REGION, SlotQueue, slot_error_kind
+from export_image_provider.slots import AMI, REGION, SlotQueue, is_slot_error, slot_error_kind
 
 LONG = 60.0  # deadline and join guard: never reached when the queue behaves
 
@@ -104,6 +104,7 @@ def test_creates_of_one_ami_start_in_arrival_order():
     second = Create(queue, region, "ami-x", "x-2")
     other = Create(queue, region, "ami-y", "y")
     assert other.done() == "y"
+    assert other.waits == []  # nothing it waits behind: ami-x's creates wait on their AMI
     assert "x-2" not in region.attempts  # queued behind x-1, not tried
     region.finish("ami-x")
     queue.release()
@@ -114,6 +115,7 @@ def test_creates_of_one_ami_start_in_arrival_order():
     queue.release()
     assert second.done() == "x-2"
     assert region.started == ["y", "x-1", "x-2"]
+    assert second.waits[0] == "1 earlier export(s) of this stack waiting"
 
 
 def test_creates_refused_by_the_region_limit_start_in_arrival_order():
@@ -150,6 +152,47 @@ def test_an_ami_wait_keeps_its_place_among_region_waits():
     assert region.started == ["x-2", "y"]
 
 
+def test_while_one_attempt_runs_a_due_create_neither_attempts_nor_spins():
+    """Attempts are made one at a time; a create whose retry falls due meanwhile sleeps until woken."""
+    queue, region = SlotQueue(), FakeRegion(limit=5)
+    region.active.add("ami-x")
+    clock_calls = []
+
+    def clock() -> float:
+        clock_calls.append(1)
+        return time.monotonic()
+
+    def run_x() -> None:
+        queue.start(region.attempt("ami-x", "x"), time.monotonic() + LONG, 0.05, lambda _line: None, clock,
+                    image_id="ami-x")
+
+    inside, leave = threading.Event(), threading.Event()
+
+    def slow_attempt() -> str:
+        inside.set()
+        leave.wait(LONG)
+        return "y"
+
+    x = threading.Thread(target=run_x, daemon=True)
+    x.start()
+    region.wait_attempts("x")
+    y = threading.Thread(target=queue.start, args=(slow_attempt, time.monotonic() + LONG, LONG, lambda _line: None),
+                         kwargs={"image_id": "ami-y"}, daemon=True)
+    y.start()
+    assert inside.wait(LONG)
+    attempts, calls = region.attempts.count("x"), len(clock_calls)
+    with region.changed:  # an observation window: x's retry falls due within it
+        assert not region.changed.wait_for(lambda: region.attempts.count("x") > attempts, 0.5)
+    assert len(clock_calls) - calls < 10
+    leave.set()
+    region.finish("ami-x")
+    queue.release()
+    for create in (x, y):
+        create.join(LONG)
+        assert not create.is_alive()
+    assert region.started == ["x"]
+
+
 @pytest.mark.parametrize("code, message", [
     ("IncorrectState", "Image ami-x is currently being exported by export-ami-0123456789abcdef0"),
     ("ConcurrentTagAccess", "The export task limit was reached"),
@@ -184,6 +227,7 @@ def test_a_recognised_wait_ends_at_the_deadline():
 ])
 def test_slot_errors_are_told_apart_by_code_and_words(code, message, kind):
     assert slot_error_kind(ExportError("ExportImage", code, message)) == kind
+    assert is_slot_error(ExportError("ExportImage", code, message)) == (kind is not None)
 
 
 def test_through_the_provider_another_amis_create_starts_while_a_same_ami_create_waits(world, emulator):

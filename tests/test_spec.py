@@ -32,10 +32,13 @@ def test_valid_input_is_normalised_with_defaults():
         ({"disk_image_format": None}, "disk_image_format", "required"),
         ({"disk_image_format": 3}, "disk_image_format", "must be one of"),
         ({"s3_bucket": "s3://my-exports"}, "s3_bucket", "name only"),
+        ({"s3_bucket": "my-exports/images"}, "s3_bucket", "name only"),
         ({"s3_bucket": "My_Bucket"}, "s3_bucket", "not a valid S3 bucket name"),
         ({"s3_bucket": "ab"}, "s3_bucket", "not a valid S3 bucket name"),
         ({"s3_bucket": "a..b"}, "s3_bucket", "not a valid S3 bucket name"),
         ({"s3_bucket": "192.168.1.1"}, "s3_bucket", "not a valid S3 bucket name"),
+        ({"s3_bucket": "xn--exports"}, "s3_bucket", "not a valid S3 bucket name"),
+        ({"s3_bucket": "exports-s3alias"}, "s3_bucket", "not a valid S3 bucket name"),
         ({"s3_bucket": None}, "s3_bucket", "required"),
         ({"s3_prefix": "/exports/"}, "s3_prefix", "use 'exports/'"),
         ({"s3_prefix": 5}, "s3_prefix", "must be a string"),
@@ -66,16 +69,74 @@ def test_each_invalid_input_names_the_argument_and_the_fix(changes, prop, words)
     assert list(found) == [prop]
 
 
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"image_id": "ami-0123abcd"},
+        {"s3_bucket": "abc"},
+        {"s3_prefix": "p" * 980},
+        {"s3_prefix": "\u00e9" * 490},
+        {"role_name": "r" * 64},
+        {"description": "d" * 255},
+        {"tags": {"k" * 127: "v" * 256}},
+        {"tags": {f"k{i}": "v" for i in range(46)}},
+        {"region": "eu-west-1"},
+        {"wait_for_completion": False},
+        {"timeout_minutes": 0.5},
+        {"existing_task_id": "export-ami-0123456789abcdef0"},
+    ],
+    ids=lambda changes: next(iter(changes)),
+)
+def test_each_input_at_its_limit_is_accepted(changes):
+    assert problems(**changes) == {}
+
+
+def test_a_long_tag_key_is_shown_by_its_first_20_characters():
+    assert problems(tags={"k" * 128: "x"})["tags"].startswith(f"key {'k' * 20!r}... is 128 characters long")
+
+
+def test_tags_after_an_unknown_value_are_still_checked():
+    unknown = object()
+    props = normalize({**VALID, "tags": {"team": unknown, "aws:team": "x"}})
+    assert [p.property for p in validate(props, lambda v: v is unknown)] == ["tags"]
+
+
+def test_a_prefix_is_measured_in_bytes_not_characters():
+    assert "s3_prefix" in problems(s3_prefix="\u00e9" * 491)
+
+
 def test_unknown_values_pass_validation():
     unknown = object()
     props = normalize({**VALID, "s3_bucket": unknown, "tags": {"team": unknown}})
     assert validate(props, lambda v: v is unknown) == []
 
 
+def test_arguments_after_an_unknown_value_are_still_checked():
+    unknown = object()
+    props = normalize({**VALID, "image_id": unknown, "description": "d" * 256})
+    assert [p.property for p in validate(props, lambda v: v is unknown)] == ["description"]
+
+
+def test_specs_and_problems_are_immutable():
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        to_spec(VALID).s3_prefix = "elsewhere/"
+    [problem] = validate(normalize({**VALID, "image_id": ""}))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        problem.reason = "fine"
+
+
 def test_format_is_case_insensitive_and_upper_in_spec():
     spec = to_spec({**VALID, "disk_image_format": "Vhd", "s3_prefix": "exports/"})
     assert spec.disk_image_format == "VHD"
     assert spec.s3_key("export-ami-0123456789abcdef0") == "exports/export-ami-0123456789abcdef0.vhd"
+
+
+def test_to_spec_keeps_the_task_to_adopt_and_reads_empty_as_none():
+    assert to_spec({**VALID, "existing_task_id": "export-ami-0123456789abcdef0"}).existing_task_id == (
+        "export-ami-0123456789abcdef0")
+    assert to_spec({**VALID, "existing_task_id": ""}).existing_task_id is None
 
 
 def test_to_spec_refuses_invalid_props():

@@ -116,7 +116,7 @@ def test_failure_raises_with_the_status_message():
 
 def test_timeout_names_the_task_and_leaves_it_running():
     sim = SimulatedExport(10_000)
-    with pytest.raises(WaitTimedOut, match="export-ami-0123456789abcdef0 is still active.*left running"):
+    with pytest.raises(WaitTimedOut, match=r"export-ami-0123456789abcdef0 is still active at \d+% after .*left running"):
         run(sim, timeout=600)
     assert sim.now == pytest.approx(600)
 
@@ -168,6 +168,12 @@ def test_forecast_narrows_with_each_step_and_survives_an_off_curve_task():
     assert narrow[1] - narrow[0] < wide[1] - wide[0]
     forecast.observe(policy, 98, 401.0, 402.0)  # far faster than the curve says: newest step wins
     assert forecast.end()[1] < narrow[0]
+
+
+def test_the_curve_rises_with_progress_from_zero_to_one():
+    curve = WaitPolicy.from_dict(EXPORT_COMPLETE).curve
+    assert curve[0] == (0.0, 0.0) and curve[-1] == (100.0, 1.0)
+    assert all(a[0] < b[0] and a[1] < b[1] for a, b in zip(curve, curve[1:])), curve
 
 
 def test_curve_interpolates_and_ends_at_one():

@@ -1,0 +1,361 @@
+"""Mutation testing with cosmic-ray, and the generator of ``tests/MUTATION.md``.
+
+Run by ``scripts/mutation [MODULE ...]``; not part of CI and not a test module.
+
+Why cosmic-ray and a scratch copy: cosmic-ray runs a shell test command per mutant in a fresh
+process, so tests that start the emulator subprocess work unchanged, and each module gets its own
+narrow test selection. It writes each mutant into the file it mutates; here that file lives in a
+throw-away copy of the package and tests (made with ``git ls-files``, so uncommitted edits are
+tested too), imported through ``PYTHONPATH``. The checkout itself is never written, so an
+interrupted run cannot leave a mutant behind; only ``tests/MUTATION.md`` is replaced, at the end.
+
+A survivor is either equivalent (no input can tell it apart) or a test gap. The verdicts of the
+equivalent ones are kept by hand in ``tests/mutation_equivalents.toml``, keyed by module and the
+source line before and after the mutation (not line numbers, which move); a survivor without a
+verdict there is reported as a test gap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import datetime
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+REPORT = REPO_ROOT / "tests" / "MUTATION.md"
+EQUIVALENTS = REPO_ROOT / "tests" / "mutation_equivalents.toml"
+RESULTS = REPO_ROOT / ".mutation"  # each module's last run (untracked), so modules can be run one at a time
+PYTEST = f"{sys.executable} -m pytest -x -q -p no:cacheprovider"
+
+# One natural mutation per site, like mutmut's: not every operator into every other one (which
+# mostly adds mutants any test kills), and not the random VariableReplacer/VariableInserter.
+KEEP_OPERATORS = {
+    "core/ReplaceBinaryOperator_" + pair for pair in (
+        "Add_Sub", "Sub_Add", "Mul_Div", "Div_Mul", "FloorDiv_Div", "Mod_Div", "Pow_Mul",
+        "BitOr_BitAnd", "BitAnd_BitOr", "BitXor_BitOr", "LShift_RShift", "RShift_LShift")
+} | {
+    "core/ReplaceComparisonOperator_" + pair for pair in (
+        "Eq_NotEq", "NotEq_Eq", "Lt_LtE", "LtE_Lt", "Gt_GtE", "GtE_Gt", "Is_IsNot", "IsNot_Is")
+} | {
+    "core/ReplaceUnaryOperator_Delete_Not", "core/ReplaceUnaryOperator_USub_UAdd",
+    "core/AddNot", "core/ReplaceTrueWithFalse", "core/ReplaceFalseWithTrue",
+    "core/ReplaceAndWithOr", "core/ReplaceOrWithAnd", "core/ReplaceBreakWithContinue",
+    "core/ReplaceContinueWithBreak", "core/ExceptionReplacer", "core/NumberReplacer",
+    "core/ZeroIterationForLoop", "core/RemoveDecorator",
+}
+
+
+def chain(*selections: str) -> str:
+    """A shell script running each pytest selection in turn, stopping at the first failure."""
+    return " && ".join(f"{PYTEST} {selection}" for selection in selections)
+
+
+# Per module: the fast tests that exercise it, cheapest and most telling first (a mutant is killed
+# by the first failing test, so most mutants never reach the slower selections).
+MODULES = {
+    "spec": chain("tests/test_spec.py", "tests/test_bad_input.py -k preview"),
+    "slots": chain("tests/test_slots.py"),
+    "waiter": chain("tests/test_waiter.py"),
+    "ownership": chain("tests/test_lifecycle_orders.py", "tests/test_provider.py"),
+    "errors": chain("tests/test_aws_corpus.py", "tests/test_emulator_provider.py", "tests/test_provider.py"),
+    "lifecycle": chain("tests/test_lifecycle_orders.py", "tests/test_provider.py"),
+    "aws": chain("tests/test_aws_corpus.py", "tests/test_emulator_provider.py", "tests/test_provider.py"),
+    "provider": chain("tests/test_provider.py", "tests/test_lifecycle_orders.py"),
+}
+
+
+@dataclass
+class Mutant:
+    job: str
+    operator: str
+    line: int
+    before: str
+    after: str
+    diff: str
+    outcome: str
+    verdict: str = ""
+
+
+@dataclass
+class ModuleResult:
+    module: str
+    command: str
+    seconds: float
+    baseline: float
+    finished: str
+    mutants: list[Mutant] = field(default_factory=list)
+    not_run: int = 0
+    note: str = ""
+    before: str = ""
+
+    def counted(self, outcome: str) -> list[Mutant]:
+        return [m for m in self.mutants if m.outcome == outcome]
+
+
+def scratch_copy(dest: Path) -> None:
+    """Copy the tracked (and modified) files of the package and tests into ``dest``."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard",
+                             "export_image_provider", "tests", "pyproject.toml"],
+                            cwd=REPO_ROOT, capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = REPO_ROOT / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+
+
+def run(args: list[str], cwd: Path, env: dict[str, str]) -> None:
+    subprocess.run(args, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL)
+
+
+def changed_lines(diff: str) -> tuple[str, str]:
+    removed = [line[1:].strip() for line in diff.splitlines() if line.startswith("-") and not line.startswith("---")]
+    added = [line[1:].strip() for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
+    return " / ".join(removed), " / ".join(added)
+
+
+ANNOTATION_ONLY = ("only a type annotation changes, and the module has `from __future__ import annotations`: "
+                   "annotations stay unevaluated strings (nothing in the package calls get_type_hints)")
+
+
+def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Where a module's annotations are, if it never evaluates them (``from __future__ import annotations``)."""
+    tree = ast.parse(source)
+    if not any(isinstance(node, ast.ImportFrom) and node.module == "__future__"
+               and any(alias.name == "annotations" for alias in node.names) for node in tree.body):
+        return []
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.arg | ast.AnnAssign) and node.annotation is not None:
+            found.append(node.annotation)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.returns is not None:
+            found.append(node.returns)
+    return [((n.lineno, n.col_offset), (n.end_lineno, n.end_col_offset)) for n in found]
+
+
+def only(session: Path, keep: set[tuple[str, int]]) -> None:
+    """Skip every pending mutant but those whose (operator, line) is in ``keep``."""
+    from cosmic_ray.work_db import use_db
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult
+
+    with use_db(str(session)) as db:
+        for item in list(db.pending_work_items):
+            mutation = item.mutations[0]
+            if (mutation.operator_name, mutation.start_pos[0]) not in keep:
+                db.set_result(item.job_id, WorkResult(output="not a survivor of the last run",
+                                                      worker_outcome=WorkerOutcome.SKIPPED))
+
+
+def mutate(module: str, scratch: Path, env: dict[str, str], previous: ModuleResult | None = None,
+           budget: float | None = None) -> ModuleResult:
+    """Run cosmic-ray on one module; with ``previous``, only on its survivors (tests added since, source unchanged)."""
+    bin_dir = Path(sys.executable).parent
+    command = MODULES[module]
+    all_operators = subprocess.run([bin_dir / "cosmic-ray", "operators"], capture_output=True, text=True,
+                                   check=True).stdout.split()
+    excluded = [f"{name}$" for name in all_operators if name not in KEEP_OPERATORS]
+    started = time.monotonic()
+    subprocess.run(["/bin/sh", "-c", command], cwd=scratch, env=env, check=True, stdout=subprocess.DEVNULL)
+    baseline = time.monotonic() - started
+    config = scratch / f"cosmic-ray.{module}.toml"
+    config.write_text(
+        "[cosmic-ray]\n"
+        f"module-path = {json.dumps(f'export_image_provider/{module}.py')}\n"
+        f"timeout = {max(60.0, round(baseline * 4))}\n"
+        "excluded-modules = []\n"
+        f"test-command = {json.dumps('/bin/sh -c ' + shlex.quote(command))}\n"
+        "[cosmic-ray.distributor]\nname = \"local\"\n"
+        "[cosmic-ray.filters.operators-filter]\n"
+        f"exclude-operators = {json.dumps(excluded)}\n")
+    session = scratch / f"{module}.sqlite"
+    run([bin_dir / "cosmic-ray", "init", config, session], scratch, env)
+    run([bin_dir / "cr-filter-operators", session, config], scratch, env)
+    if previous is not None:
+        only(session, {(m.operator, m.line) for m in previous.counted("survived") if not m.verdict})
+    started = time.monotonic()
+    try:
+        subprocess.run([bin_dir / "cosmic-ray", "exec", config, session], cwd=scratch, env=env,
+                       stdout=subprocess.DEVNULL, timeout=budget * 60 if budget else None)
+    except subprocess.TimeoutExpired:
+        print(f"mutation: {module}: stopped after the budget of {budget} min", file=sys.stderr)
+    result = collect(module, command, session, time.monotonic() - started, baseline)
+    return merge(result, previous) if previous is not None else result
+
+
+def collect(module: str, command: str, session: Path, seconds: float, baseline: float) -> ModuleResult:
+    """The outcomes recorded in a cosmic-ray session (mutants still pending are counted as not run)."""
+    dump = subprocess.run([Path(sys.executable).parent / "cosmic-ray", "dump", session],
+                          capture_output=True, text=True, check=True).stdout
+    finished = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    result = ModuleResult(module, command, seconds, baseline, finished)
+    for line in dump.splitlines():
+        item, outcome = json.loads(line)
+        if outcome and outcome["worker_outcome"] == "skipped":
+            continue
+        if not outcome:
+            result.not_run += 1
+            continue
+        mutation = item["mutations"][0]
+        diff = outcome.get("diff") or ""
+        before, after = changed_lines(diff)
+        state = outcome["test_outcome"] if outcome["worker_outcome"] == "normal" else outcome["worker_outcome"]
+        result.mutants.append(Mutant(item["job_id"], mutation["operator_name"], mutation["start_pos"][0],
+                                     before, after, diff, state))
+    return result
+
+
+def merge(rerun: ModuleResult, previous: ModuleResult) -> ModuleResult:
+    """The previous run with its survivors' outcomes replaced by the rerun's (tests were only added)."""
+    by_change = {(m.operator, m.line, m.before, m.after): m for m in rerun.mutants}
+    rerun.mutants = [by_change.get((m.operator, m.line, m.before, m.after), m) for m in previous.mutants]
+    rerun.note = (f"survivors not judged equivalent of the run of {previous.finished} "
+                  f"({sum(1 for m in previous.counted('survived') if not m.verdict)}) rerun "
+                  f"{rerun.finished} in {rerun.seconds / 60:.1f} min after tests were added")
+    rerun.seconds, rerun.finished = previous.seconds, previous.finished
+    rerun.not_run = previous.not_run
+    rerun.before = previous.before or f"{len(previous.counted('killed'))} killed of {len(previous.mutants)}"
+    return rerun
+
+
+def in_annotation(mutant: Mutant, source_lines: list[str], spans: list) -> bool:
+    """Whether the mutant changes only an annotation of the module as it is now (same line text)."""
+    removed = [line[1:] for line in mutant.diff.splitlines() if line.startswith("-") and not line.startswith("---")]
+    added = [line[1:] for line in mutant.diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
+    if len(removed) != 1 or len(added) != 1 or mutant.line > len(source_lines):
+        return False
+    if source_lines[mutant.line - 1] != removed[0]:
+        return False
+    first = next(i for i, (a, b) in enumerate(zip(removed[0] + "\0", added[0] + "\1")) if a != b)
+    last = len(removed[0]) - next(i for i, (a, b) in enumerate(zip(removed[0][::-1] + "\0", added[0][::-1] + "\1"))
+                                  if a != b)
+    return any((mutant.line, first) >= start and (mutant.line, last) <= end for start, end in spans)
+
+
+def judge(result: ModuleResult, verdicts: list[dict[str, str]]) -> None:
+    source = (REPO_ROOT / "export_image_provider" / f"{result.module}.py").read_text()
+    spans, lines = annotation_spans(source), source.splitlines()
+    for mutant in result.counted("survived"):
+        mutant.verdict = ANNOTATION_ONLY if in_annotation(mutant, lines, spans) else ""
+        for verdict in verdicts:
+            if (verdict["module"], verdict["before"], verdict["after"]) == (result.module, mutant.before, mutant.after):
+                mutant.verdict = verdict["why"]
+
+
+def render(results: list[ModuleResult]) -> str:
+    out = [
+        "# Mutation testing",
+        "",
+        f"Written by `scripts/mutation` with cosmic-ray; not part of CI. Each mutant is one small",
+        "change to one module (operators: one natural replacement per site, see `KEEP_OPERATORS` in",
+        "`tests/mutation_report.py`), run against that module's test selection below. A mutant is",
+        "*killed* when the selection fails (or times out), *survives* when it passes. A survivor is",
+        "*equivalent* when no input can tell it from the original (the reason is given, from",
+        "`tests/mutation_equivalents.toml`); any other survivor is a test gap.",
+        "",
+        "| module | mutants run | killed | survived | equivalent | killed / all | killed / non-equivalent | wall time | not run |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        total = len(r.mutants)
+        killed = len(r.counted("killed"))
+        survived = r.counted("survived")
+        equivalent = sum(1 for m in survived if m.verdict)
+        useful = total - equivalent
+        out.append(f"| {r.module} | {total} | {killed} | {len(survived)} | {equivalent} | "
+                   f"{killed / total:.1%} | {killed / useful if useful else 1:.1%} | {r.seconds / 60:.1f} min | "
+                   f"{r.not_run or ''} |")
+    for r in results:
+        out += ["", f"## {r.module}", "",
+                f"Run {r.finished}; test command (unmutated run {f'{r.baseline:.0f} s' if r.baseline else 'not timed'}, "
+                f"mutants {r.seconds / 60:.1f} min):", "",
+                f"    {r.command}", ""]
+        if r.note:
+            out += [f"Note: {r.note}" + (f"; before that: {r.before}." if r.before else "."), ""]
+        if r.not_run:
+            out += [f"Partial: {r.not_run} mutants were not run (the run was stopped); the score covers the rest.", ""]
+        other = [m for m in r.mutants if m.outcome not in ("killed", "survived")]
+        if other:
+            out += [f"Not run to an outcome: {len(other)} ({', '.join(sorted({m.outcome for m in other}))}).", ""]
+        survived = r.counted("survived")
+        if not survived:
+            out.append("No survivors.")
+        for m in sorted(survived, key=lambda m: m.line):
+            verdict = f"**equivalent**: {m.verdict}" if m.verdict else "**not equivalent: test gap**"
+            out += [f"- line {m.line}, `{m.operator}`: {verdict}", "", "  ```diff",
+                    *[f"  {line}" for line in m.diff.splitlines() if not line.startswith(("---", "+++"))],
+                    "  ```", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def save(result: ModuleResult) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{result.module}.json").write_text(json.dumps(asdict(result), indent=1))
+
+
+def load(module: str) -> ModuleResult | None:
+    path = RESULTS / f"{module}.json"
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    data["mutants"] = [Mutant(**m) for m in data["mutants"]]
+    return ModuleResult(**data)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("modules", nargs="*", metavar="MODULE", help=f"default: all of {', '.join(MODULES)}")
+    parser.add_argument("--survivors", action="store_true",
+                        help="rerun only the last run's survivors (after adding tests; the module must be unchanged)")
+    parser.add_argument("--budget", type=float, metavar="MINUTES",
+                        help="stop each module after this long; the mutants not run are reported as such")
+    parser.add_argument("--session", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--report-only", action="store_true", help="rewrite the report from the last runs, run nothing")
+    args = parser.parse_args()
+    unknown = [m for m in args.modules if m not in MODULES]
+    if unknown:
+        parser.error(f"unknown module {', '.join(unknown)}: choose from {', '.join(MODULES)}")
+    verdicts = tomllib.loads(EQUIVALENTS.read_text())["equivalent"]
+    with tempfile.TemporaryDirectory(prefix="mutation-") as tmp:
+        scratch = Path(tmp)
+        scratch_copy(scratch)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(scratch), os.environ.get("PYTHONPATH")]))}
+        for module in [] if args.report_only else args.modules or list(MODULES):
+            print(f"mutation: {module}: {MODULES[module]}", file=sys.stderr, flush=True)
+            previous = load(module) if args.survivors else None
+            if args.survivors and previous is None:
+                parser.error(f"--survivors: {module} has no earlier run in {RESULTS.name}/")
+            if previous is not None:
+                judge(previous, verdicts)  # equivalent survivors are not rerun: no test can kill them
+            if args.session:
+                started = (args.session.parent / f"cosmic-ray.{module}.toml").stat().st_mtime
+                result = collect(module, MODULES[module], args.session, time.time() - started, 0.0)
+                result.note = f"recorded from the session of a run still going, {result.seconds / 60:.0f} min in"
+            else:
+                result = mutate(module, scratch, env, previous, args.budget)
+            save(result)
+            judge(result, verdicts)
+            survived = result.counted("survived")
+            print(f"mutation: {module}: {len(result.mutants)} mutants, {len(result.counted('killed'))} killed, "
+                  f"{len(survived)} survived ({sum(1 for m in survived if m.verdict)} equivalent) "
+                  f"in {result.seconds / 60:.1f} min", file=sys.stderr, flush=True)
+    results = [r for r in map(load, MODULES) if r is not None]
+    for result in results:
+        judge(result, verdicts)
+    REPORT.write_text(render(results))
+    print(f"mutation: wrote {REPORT.relative_to(REPO_ROOT)} ({', '.join(r.module for r in results)})", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
