@@ -24,6 +24,7 @@ from .ownership import (
     clear_unowned,
     find_resumable,
     identity_tags,
+    own_tasks,
     refuse_if_owned,
     unclaimed_tasks,
     user_tags,
@@ -111,12 +112,12 @@ def create_export(spec: ExportSpec, gateway: AwsGateway, log: Log, policy: WaitP
             raise ExportFailed(str(refusal)) from None
         task = _take_over(found, spec, gateway)
         log(f"{_name(spec)}: adopted export task {task.task_id} ({task.status})")
-    elif (task := find_resumable(spec, gateway, log)) is not None:
+    elif (task := find_resumable(spec, tasks := own_tasks(spec, gateway), gateway, log)) is not None:
         task = _take_over(task, spec, gateway)
         log(f"{_name(spec)}: resuming export task {task.task_id} ({task.status}); if Pulumi warned of a pending "
             f"create for {_name(spec)}, run `pulumi refresh --clear-pending-creates --yes` after this up")
     else:
-        cancel_replaced(spec, gateway, log)
+        cancel_replaced(spec, tasks, gateway, log)
         task = _start(spec, gateway, log, policy, deadline)
     if spec.wait_for_completion:
         try:

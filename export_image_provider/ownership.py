@@ -77,7 +77,7 @@ def unclaimed_tasks(spec: ExportSpec, gateway: AwsGateway) -> list[ExportTask]:
     return [task for task in own_tasks(spec, gateway) if CLAIM_TAG not in task.tags]
 
 
-def cancel_replaced(spec: ExportSpec, gateway: AwsGateway, log: Log) -> None:
+def cancel_replaced(spec: ExportSpec, tasks: list[ExportTask], gateway: AwsGateway, log: Log) -> None:
     """Cancel the running export this create replaces when the engine did not ask the provider first.
 
     ``pulumi up --replace`` never calls Diff, so the engine replaces
@@ -85,25 +85,28 @@ def cancel_replaced(spec: ExportSpec, gateway: AwsGateway, log: Log) -> None:
     then wait behind AWS's one-export-per-AMI rule for an export the engine
     deletes right after. A claimed, active task of this resource with the same
     inputs is exactly that predecessor: it holds no image yet, and is cancelled.
+    ``tasks`` are the resource's own (:func:`own_tasks`).
     """
     fingerprint = spec.fingerprint()
-    for task in own_tasks(spec, gateway):
+    for task in tasks:
         if CLAIM_TAG in task.tags and task.status == "active" and task.tags.get(SPEC_TAG) == fingerprint:
             outcome = gateway.cancel(task.task_id)
             log(f"{_name(spec)}: cancelled export task {task.task_id}, the running export this replacement "
                 f"replaces ({outcome})")
 
 
-def find_resumable(spec: ExportSpec, gateway: AwsGateway, log: Log) -> ExportTask | None:
+def find_resumable(spec: ExportSpec, tasks: list[ExportTask], gateway: AwsGateway, log: Log) -> ExportTask | None:
     """The unclaimed task an interrupted create of the same inputs left, if any; the others are cleared.
 
     Unclaimed tasks of other inputs, or beyond the one resumed, are owned by
     nobody (an interrupted create whose inputs have since changed): an active
     one is cancelled, a completed one's image deleted, and each is said.
+    ``tasks`` are the resource's own (:func:`own_tasks`), listed once per create.
     """
     fingerprint = spec.fingerprint()
     keep: ExportTask | None = None
-    for task in sorted(unclaimed_tasks(spec, gateway), key=lambda t: t.status != "completed"):
+    unclaimed = [task for task in tasks if CLAIM_TAG not in task.tags]
+    for task in sorted(unclaimed, key=lambda t: t.status != "completed"):
         matches = task.tags.get(SPEC_TAG) == fingerprint and (
             task.status == "active" or gateway.object_exists(spec.s3_bucket, spec.s3_key(task.task_id))
         )

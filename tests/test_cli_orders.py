@@ -37,6 +37,13 @@ def project_in(tmp_path, emulator, seeded, bucket, **config):  # noqa: F811 - fi
     return project
 
 
+def fresh_emulator(emulator, export_seconds):
+    """No tasks, exports of ``export_seconds``, and a fresh export bucket (returned)."""
+    emulator.reset()
+    emulator.set_config(export_seconds=export_seconds)
+    return export_bucket(emulator)
+
+
 def statuses(emulator):
     return {t["ExportImageTaskId"]: t["Status"] for t in all_tasks(emulator)}
 
@@ -48,9 +55,7 @@ def up_replace(project):
 
 
 def test_up_replace_keeps_the_new_image_and_removes_the_old(emulator, seeded, tmp_path):  # noqa: F811
-    emulator.reset()
-    emulator.set_config(export_seconds=0.5)
-    bucket = export_bucket(emulator)
+    bucket = fresh_emulator(emulator, export_seconds=0.5)
     project = project_in(tmp_path, emulator, seeded, bucket)
     try:
         project.up()
@@ -67,9 +72,7 @@ def test_up_replace_keeps_the_new_image_and_removes_the_old(emulator, seeded, tm
 
 def test_up_replace_of_a_running_export_cancels_it_before_starting_the_next(emulator, seeded, tmp_path):  # noqa: F811
     """The engine never asks Diff for ``up --replace``: the create cancels the running export it replaces."""
-    emulator.reset()
-    emulator.set_config(export_seconds=600)
-    bucket = export_bucket(emulator)
+    bucket = fresh_emulator(emulator, export_seconds=600)
     project = project_in(tmp_path, emulator, seeded, bucket, wait="false")
     try:
         project.up()
@@ -86,9 +89,7 @@ def test_up_replace_of_a_running_export_cancels_it_before_starting_the_next(emul
 
 
 def test_same_named_stacks_in_two_backends_keep_their_own_tasks(emulator, seeded, tmp_path):  # noqa: F811
-    emulator.reset()
-    emulator.set_config(export_seconds=0.5)
-    bucket = export_bucket(emulator)
+    bucket = fresh_emulator(emulator, export_seconds=0.5)
     mine = project_in(tmp_path / "mine", emulator, seeded, bucket)
     theirs = project_in(tmp_path / "theirs", emulator, seeded, bucket)
     try:
@@ -122,9 +123,7 @@ if config.get_bool("keep") is not False:
 @pytest.mark.parametrize("then", ["up", "remove"])
 def test_an_interrupted_create_leaves_its_task_in_state(then, emulator, seeded, tmp_path):  # noqa: F811
     """A timed-out create is partial state: the next up waits for the same task; removal cancels it (defect 6)."""
-    emulator.reset()
-    emulator.set_config(export_seconds=8)
-    bucket = export_bucket(emulator)
+    bucket = fresh_emulator(emulator, export_seconds=8)
     project = PulumiProject(tmp_path, emulator.url, files={
         "Pulumi.yaml": PROJECT_YAML.format(name="export-image-partial"), "__main__.py": PARTIAL_PROGRAM})
     project.stack_init(imageId=seeded["image_id"], bucket=bucket, timeout="0.01")
