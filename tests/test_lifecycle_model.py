@@ -14,6 +14,14 @@ checks the promises the README makes:
   resource, or its destroy);
 * after destroy, nothing of the stack remains.
 
+Each program runs with or without partial state, drawn once: with it, the
+provider process answers an interrupted create with ``ErrorResourceInitFailed``
+(process.PartialCreate) and the engine keeps the resource, not initialised,
+with its task: the next ``up`` sends Update (or replaces), a replaced resource
+waits in the state as pending delete until the next ``up`` deletes it, as
+pulumi's deploy/step.go does. Without it (the engine gone, kill -9) nothing
+records the task and the next create of the resource must resume it.
+
 CI runs a bounded search (``MODEL_EXAMPLES``, default 6 programs of up to 12
 steps); ``scripts/model-test`` runs a long one.
 """
@@ -25,11 +33,11 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from pulumi.dynamic import DiffResult
 
-from export_image_provider import ImageExportProvider
+from export_image_provider import ImageExportProvider, process
 from export_image_provider.ownership import CLAIM_TAG, RESOURCE_TAG, STACK_TAG
 from test_provider import object_exists, world  # noqa: F401 - pytest fixture
 
@@ -62,18 +70,35 @@ class EngineModel(RuleBasedStateMachine):
         self.provider = ImageExportProvider()
         self.state: dict[tuple[str, str], dict] = {}
         self.interrupted: set[tuple[str, str]] = set()
+        self.pending_delete: list[dict] = []
         self.gone_out_of_band: set[str] = set()
+        self.partial_state = False
+
+    @initialize(partial_state=st.booleans())
+    def engine_keeps_partial_state(self, partial_state):
+        """Whether an interrupted create answers with partial state (the engine is there to record it)."""
+        self.partial_state = partial_state
+        process._installed = [] if partial_state else None  # [] = the interceptor answers, nothing failed
 
     # --- the program and the engine -------------------------------------------------------
     def inputs(self, stack, name, fmt, prefix, tags, wait, timeout=1.0):
         raw = {"image_id": self.images[name], "disk_image_format": fmt, "s3_bucket": self.bucket,
                "s3_prefix": prefix, "tags": tags, "wait_for_completion": wait, "timeout_minutes": timeout,
                "resource_key": f"proj/dev/{name}", "stack_identity": stack}
-        return self.provider.check({}, raw).inputs
+        return {**self.provider.check({}, raw).inputs, "__provider": "the pickled provider"}  # as the engine sends
 
-    def create(self, key, news) -> bool:
+    def create(self, key, news, replacing=None) -> bool:
+        """The engine's create step; ``replacing`` is the old state of a create-before-delete replacement."""
         try:
             created = self.provider.create(news)
+        except process.PartialCreate as partial:
+            assert self.partial_state, str(partial)
+            assert "left running" in str(partial), str(partial)
+            self.state[key] = {**partial.outputs, "id": partial.id, "init_failed": True}
+            self.interrupted.discard(key)
+            if replacing is not None:
+                self.pending_delete.append(replacing)
+            return False
         except Exception as error:  # noqa: BLE001 - the engine records a failed create as nothing
             assert "left running" in str(error) or "nothing was started" in str(error), str(error)
             self.interrupted.add(key)
@@ -87,8 +112,15 @@ class EngineModel(RuleBasedStateMachine):
         self.provider.delete(old["id"], old)
         self.interrupted.discard(key)
 
+    def delete_pending(self) -> None:
+        """Resources replaced by a create that ended in partial state: the next deployment deletes them first."""
+        while self.pending_delete:
+            old = self.pending_delete.pop(0)
+            self.provider.delete(old["id"], old)
+
     def apply(self, key, news, forced=False) -> None:
         """What ``pulumi up`` does for one resource whose program says ``news``."""
+        self.delete_pending()
         old = self.state.get(key)
         if old is None:
             self.create(key, news)
@@ -100,12 +132,14 @@ class EngineModel(RuleBasedStateMachine):
                 self.delete(key)
                 self.create(key, news)
             else:
-                if self.create(key, news):
+                if self.create(key, news, replacing=old):
                     self.provider.delete(old["id"], old)
-                else:
-                    self.state[key] = old
-        elif diff.changes:
-            updated = self.provider.update(old["id"], old, news)
+        elif diff.changes or old.get("init_failed"):  # a resource not initialised is always updated
+            try:
+                updated = self.provider.update(old["id"], old, news)
+            except Exception as error:  # noqa: BLE001 - a failed update leaves the old state as it was
+                assert "left running" in str(error), str(error)
+                return
             self.state[key] = {**updated.outs, "id": old["id"]}
 
     # --- rules -----------------------------------------------------------------------------
@@ -136,7 +170,7 @@ class EngineModel(RuleBasedStateMachine):
         old = self.state[key]
         read = self.provider.read(old["id"], old)
         if read.id:
-            self.state[key] = {**read.outs, "id": read.id}
+            self.state[key] = {**read.outs, "id": read.id}  # a read without init errors clears them
         else:
             del self.state[key]
 
@@ -175,7 +209,7 @@ class EngineModel(RuleBasedStateMachine):
 
     @invariant()
     def nothing_a_live_resource_reports_is_deleted(self):
-        for key, outs in self.state.items():
+        for key, outs in [*self.state.items(), *(("pending delete", old) for old in self.pending_delete)]:
             if outs["status"] == "completed" and outs["s3_key"] not in self.gone_out_of_band:
                 assert object_exists(self.emulator, self.bucket, outs["s3_key"]), f"{key}: image of {outs['id']} lost"
 
@@ -187,6 +221,8 @@ class EngineModel(RuleBasedStateMachine):
                 claimed = [task_id for task_id, is_claimed in live if is_claimed]
                 outs = self.state.get((stack, name))
                 mine = [outs["id"]] if outs and outs["s3_key"] not in self.gone_out_of_band else []
+                mine += [old["id"] for old in self.pending_delete
+                         if old["resource_key"] == f"proj/dev/{name}" and old["stack_identity"] == stack]
                 assert set(claimed) <= set(mine), f"{stack}/{name}: claimed tasks {claimed}, state has {mine}"
                 if (stack, name) not in self.interrupted:
                     unowned = [task_id for task_id, is_claimed in live if not is_claimed]
@@ -195,6 +231,7 @@ class EngineModel(RuleBasedStateMachine):
     def teardown(self):
         """Destroy every stack; any task a create of it was interrupted with is resumed first."""
         try:
+            self.delete_pending()
             for key in sorted(self.interrupted - set(self.state)):
                 self.apply(key, self.inputs(*key, "VMDK", "a/", {}, True))
             for key in sorted(self.state):
@@ -203,6 +240,7 @@ class EngineModel(RuleBasedStateMachine):
                 for name in NAMES:
                     assert not self.live_tasks(stack, name), f"{stack}/{name}: left after destroy"
         finally:
+            process._installed = None
             super().teardown()
 
 
