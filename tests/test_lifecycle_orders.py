@@ -15,7 +15,7 @@ from conftest import wait_until
 from export_image_provider import ImageExportProvider
 from export_image_provider.aws import ExportTask
 from export_image_provider.ownership import CLAIM_TAG, RESOURCE_TAG, STACK_TAG, NotYours, refuse_if_owned
-from test_provider import FAST_WAITER, object_exists, props, tasks  # noqa: F401 - fixtures below
+from test_provider import FAST_WAITER, INTERRUPT_MINUTES, object_exists, props, tasks  # noqa: F401 - fixtures below
 from test_provider import fresh_tasks, provider, world  # noqa: F401 - pytest fixtures
 
 
@@ -67,8 +67,8 @@ def test_forced_replacement_with_unchanged_inputs_keeps_the_new_image(world, emu
 
 def test_interrupted_create_is_still_resumed_after_claims(world, emulator, provider):
     """A create that timed out never handed its task to the engine: the rerun resumes it."""
-    emulator.set_config(export_seconds=3)
-    inputs = props(world, timeout_minutes=0.01)
+    emulator.set_config(export_seconds=8)
+    inputs = props(world, timeout_minutes=INTERRUPT_MINUTES)
     with pytest.raises(Exception, match="left running"):
         provider.create(inputs)
     [started] = tasks(emulator)
@@ -137,7 +137,7 @@ def interrupted_create(emulator, provider, inputs, export_seconds):
 
 def test_changed_inputs_after_an_interrupted_create_cancel_its_task(world, emulator, provider, capsys):
     """The interrupted task of other inputs is owned by nobody: the next create cancels it (defect 6)."""
-    inputs = props(world, timeout_minutes=0.005)
+    inputs = props(world, timeout_minutes=INTERRUPT_MINUTES)
     stale = interrupted_create(emulator, provider, inputs, export_seconds=30)
     emulator.set_config(export_seconds=1)
     created = provider.create({**inputs, "disk_image_format": "RAW", "timeout_minutes": 1})
@@ -149,7 +149,7 @@ def test_changed_inputs_after_an_interrupted_create_cancel_its_task(world, emula
 
 def test_changed_inputs_after_an_interrupted_create_that_finished_delete_its_image(world, emulator, provider, capsys):
     """The interrupted task completed before the next create: its image is owned by nobody and deleted (defect 6)."""
-    inputs = props(world, timeout_minutes=0.02)
+    inputs = props(world, timeout_minutes=INTERRUPT_MINUTES)
     stale = interrupted_create(emulator, provider, inputs, export_seconds=5)
     stale_key = f"exports/{stale['ExportImageTaskId']}.vmdk"
     wait_until(lambda: object_exists(emulator, world["bucket"], stale_key), 60, "the interrupted export to finish")
@@ -164,7 +164,7 @@ def test_destroy_takes_the_tasks_interrupted_creates_of_the_resource_left(world,
     old = provider.create(props(world))
     emulator.set_config(export_seconds=30)
     with pytest.raises(Exception, match="left running"):
-        provider.create(same_resource(old, disk_image_format="RAW", timeout_minutes=0.005))
+        provider.create(same_resource(old, disk_image_format="RAW", timeout_minutes=INTERRUPT_MINUTES))
     [leftover] = [t for t in tasks(emulator) if t["ExportImageTaskId"] != old.id]
     provider.delete(old.id, old.outs)
     statuses = {t["ExportImageTaskId"]: t["Status"] for t in tasks(emulator)}
@@ -219,8 +219,8 @@ def test_two_stacks_with_the_same_names_never_share_a_task(world, emulator, prov
     Stack A's create is interrupted (its task is nobody's yet); stack B, with the
     same project, stack and resource names, must neither resume nor cancel it.
     """
-    emulator.set_config(export_seconds=4)
-    mine = props(world, stack_identity="stack-a", timeout_minutes=0.005)
+    emulator.set_config(export_seconds=5)
+    mine = props(world, stack_identity="stack-a", timeout_minutes=INTERRUPT_MINUTES)
     with pytest.raises(Exception, match="left running"):
         provider.create(mine)
     [interrupted] = tasks(emulator)

@@ -27,6 +27,10 @@ from conftest import REPO_ROOT
 from export_image_provider import ImageExportProvider
 from export_image_provider.ownership import RESOURCE_TAG, SPEC_TAG
 
+# timeout_minutes of a create meant to time out while its export runs: 3 s is enough for a cold
+# provider on a loaded 2-core machine to start the export (a shorter one can time out before it
+# starts: "nothing was started"); the tests' exports last longer than that.
+INTERRUPT_MINUTES = 0.05
 FAST_WAITER = '{"first_delay": 0.2, "min_delay": 0.1, "max_delay": 0.5, "near_delay": 0.2, "near_window": 5}'
 
 
@@ -180,8 +184,8 @@ def test_delete_too_late_to_cancel_waits_for_the_image_and_deletes_it(world, emu
 
 
 def test_timeout_names_the_task_and_a_rerun_resumes_it(world, emulator, provider):
-    emulator.set_config(export_seconds=3)
-    inputs = props(world, timeout_minutes=0.01)
+    emulator.set_config(export_seconds=8)
+    inputs = props(world, timeout_minutes=INTERRUPT_MINUTES)
     with pytest.raises(Exception, match=r"export-ami-\w+ is still active .*left running"):
         provider.create(inputs)
     resumed = provider.create({**inputs, "timeout_minutes": 1, "tags": {"team": "infra"}})
