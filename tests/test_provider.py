@@ -24,10 +24,10 @@ from pulumi.output import Unknown
 from pulumi.runtime.rpc import UNKNOWN
 
 from conftest import REPO_ROOT
+from pulumi_cli import FAST_WAITER
 from export_image_provider import ImageExportProvider
 from export_image_provider.ownership import RESOURCE_TAG, SPEC_TAG
 
-FAST_WAITER = '{"first_delay": 0.2, "min_delay": 0.1, "max_delay": 0.5, "near_delay": 0.2, "near_window": 5}'
 
 
 @pytest.fixture(scope="module")
