@@ -48,6 +48,7 @@ class SimulatedClock:
 class Result:
     calls: int
     lag: float
+    duration: float  # the export's own, not the round figure of its row
 
 
 def shell_loop(describe: Callable[[], ExportTask | None], first: ExportTask, clock: Callable[[], float],
@@ -80,10 +81,10 @@ def _one(emulator, world, duration: float, clock: Callable[[], float], sleep: Ca
     assert task.status == "completed", task
     record = next(t for b in emulator.backends._backends.values() for t in b.tasks.values()
                   if t.task_id == first.task_id)
-    return Result(calls, clock() - record.deadline)
+    return Result(calls, clock() - record.deadline, duration)
 
 
-def measure(durations_simulated: tuple[float, ...] = (300.0, 900.0, 3600.0, 4 * 3600.0), live: float | None = 60.0,
+def measure(durations_simulated: tuple[float, ...] = (300.0, 600.0, 900.0, 3600.0, 4 * 3600.0), live: float | None = 60.0,
             repeats: int = 3, shapes: tuple[str, ...] = tuple(SHAPES)) -> list[dict[str, object]]:
     """Rows of (duration, shape, waiter, calls per hour, worst lag) for the polling table."""
     cases = [(d, shape, "provider") for d in durations_simulated for shape in shapes]
@@ -121,6 +122,7 @@ def measure(durations_simulated: tuple[float, ...] = (300.0, 900.0, 3600.0, 4 * 
 
 
 def _row(duration: float, clock: str, shape: str, waiter: str, results: list[Result]) -> dict[str, object]:
+    """The worst of the repeats; describes per hour of each export's own duration (30 s more at most)."""
     calls = max(r.calls for r in results)
     return {
         "duration_s": duration,
@@ -128,7 +130,7 @@ def _row(duration: float, clock: str, shape: str, waiter: str, results: list[Res
         "shape": shape,
         "waiter": waiter,
         "describe_calls": calls,
-        "calls_per_hour": calls * 3600 / duration,
+        "calls_per_hour": max(r.calls * 3600 / r.duration for r in results),
         "worst_lag_s": max(r.lag for r in results),
         "mean_lag_s": sum(r.lag for r in results) / len(results),
     }

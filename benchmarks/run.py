@@ -45,11 +45,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from conftest import EmulatorProcess  # noqa: E402
-from pulumi_cli import PulumiProject  # noqa: E402
+from pulumi_cli import DEFAULT_TIMEOUT, PulumiProject  # noqa: E402
 
 from benchmarks import polling  # noqa: E402
+from export_image_provider.waiter import load_policy  # noqa: E402
 
 EXPORT_SECONDS = 20.0
+# The default policy, but its call budget scaled like the exports (20 s standing for 20 min):
+# its first describe would otherwise come at 60 s, three times an export's duration here.
+WAITER = '{"budget_period": 0.5}'
 STACK = ROOT / "benchmarks" / "stack"
 SECTIONS = ("parallelism", "limit", "polling", "refresh", "overhead")
 QUICK_SECTIONS = ("polling", "limit")
@@ -80,7 +84,7 @@ class Bench:
     def stack(self, count: int, kind: str = "export", **env: str) -> PulumiProject:
         self.stacks += 1
         project = PulumiProject(self.tmp / f"s{self.stacks}", self.emulator.url, source=STACK,
-                                stack=f"b{self.stacks}", extra_env={"EXPORT_IMAGE_PROVIDER_WAITER": "{}", **env})
+                                stack=f"b{self.stacks}", extra_env={"EXPORT_IMAGE_PROVIDER_WAITER": WAITER, **env})
         project.stack_init(kind=kind, bucket=self.world["bucket"], images=json.dumps(self.images[:count]))
         return project
 
@@ -118,10 +122,12 @@ def limit(bench: Bench) -> list[dict[str, Any]]:
     waves = math.ceil(count / slots)
     bench.emulator.set_config(export_seconds=seconds, max_active=slots)
     elapsed = {}
+    # One after another takes count x (export + CLI's per-resource work): past the tests' default timeout.
+    timeout = DEFAULT_TIMEOUT + count * (seconds + 30)
     for label, args in (("queued", ("--parallel", "64")), ("one after another", ("--parallel", "1"))):
         project = bench.stack(count)
         start = time.monotonic()
-        project.up(*args)
+        project.up(*args, timeout=timeout)
         elapsed[label] = time.monotonic() - start
         project.destroy("--parallel", "64")
     ideal = waves * seconds
@@ -139,15 +145,20 @@ def polling_rows(bench: Bench) -> list[dict[str, Any]]:
         rows = polling.measure((900.0, 3600.0), live=None, repeats=1)
     else:
         rows = polling.measure()
+    period = load_policy({}).budget_period
     out = []
     for (duration, clock) in sorted({(r["duration_s"], r["clock"]) for r in rows}, key=lambda k: (k[1] != "wall", k[0])):
         loop = next(r for r in rows if (r["duration_s"], r["clock"], r["waiter"]) == (duration, clock, "shell loop"))
         label = f"{duration / 3600:g} h" if duration >= 3600 else f"{duration / 60:g} min"
+        lag_bound = max(10.0, 0.05 * duration)
+        # Under 10 minutes the lag bound is below the call budget's period: the budget wins (waiter.py).
+        goal = (f"<= 120/h, <= {lag_bound:g}s" if lag_bound >= period else
+                f"<= 120/h, <= {period:g}s (budget wins: lag bound {lag_bound:g}s)")
         for ours in (r for r in rows if (r["duration_s"], r["clock"], r["waiter"]) == (duration, clock, "provider")):
             out.append({
                 "measure": f"polling {label}, {ours['shape']} shape ({clock} clock): describes/hour, worst lag",
                 "figure": f"{ours['calls_per_hour']:.0f}/h, {ours['worst_lag_s']:.1f}s",
-                "goal": f"<= 120/h, <= {max(10.0, 0.05 * duration):g}s",
+                "goal": goal,
                 "baseline": f"{loop['calls_per_hour']:.0f}/h, {loop['worst_lag_s']:.1f}s (sleep 30 loop)",
                 "detail": f"{ours['describe_calls']} calls vs {loop['describe_calls']}",
             })

@@ -20,9 +20,43 @@ rules, the smaller winning:
   Once the predicted end has passed without completion (a stuck or slow task)
   the delay grows with the overrun, within the first rule.
 
-Never faster than ``min_delay``, never slower than ``max_delay``. The policy can
-be replaced wholesale, or field by field, with JSON in
-``EXPORT_IMAGE_PROVIDER_WAITER`` (tests use this to poll an emulator fast).
+Both give way to a call budget, whatever the progress shape: the n-th describe
+(n = 1, 2, ...) of a wait is made no earlier than (n + 1) x ``budget_period``
+after the wait started (first describe at 2 x 30 s = 60 s by default, whatever
+``first_delay`` says: it only matters with a budget below first_delay / 2). The
+budget is cumulative: polls saved far from the end can be spent densely near it.
+
+The arithmetic, with P = ``budget_period`` (30 s) and D the export's duration
+(which is at least the time waited: the export started before the wait did):
+
+- calls: every describe but the last saw the task still running, so the
+  (N-1)-th was made at or after N x P and before D: N < D / P, i.e. fewer than
+  120 per hour of export, the describe that notices completion included (no
+  boundary call to add; a lone describe is within it for any D > P). A wait
+  that times out ends with one describe at its deadline; the same count holds
+  with D the time waited. A resumed wait (a new ``pulumi up`` after a timeout
+  or an interrupt) starts its own budget: its waits do not overlap, so their
+  sum stays within the export's duration / P.
+- lag: a poll the budget delays comes less than P after the previous one, so
+  completion is noticed within P (for D >= P: an export shorter than P is seen
+  at 2 x P); a poll the two rules above time keeps their lag (the first
+  rule's by construction, the prediction's as the tests find it).
+- both bounds at once: progress can say nothing of the end (the jump shape
+  sits at 98% from a tenth of the way on), and an export may end just after
+  any poll, so noticing it within L(D) = max(10 s, 5% of D) whatever D takes a
+  poll at most L(t) after each poll at t. L is below P = 30 s until 10 min:
+  kept for every duration, those polls break 120 per hour for every export
+  under 10 minutes (a 5-minute one: 26 describes for 15 s, where the budget
+  allows 10), and, the calls spent, up to 32 minutes. So under 10 minutes the
+  call budget wins and the lag is at most P; from 10 minutes on P <= L(D) and
+  both hold. ``tests/test_waiter.py`` checks this lemma second by second, and
+  both bounds on every progress shape from 1 minute to 6 hours.
+
+Never faster than ``min_delay``; never slower than ``max_delay``, which must be
+at least 2 x ``budget_period`` so that it never cuts into the budget. The
+policy can be replaced wholesale, or field by field, with JSON in
+``EXPORT_IMAGE_PROVIDER_WAITER`` (tests use this to poll an emulator fast: a
+small ``budget_period`` with the small delays).
 """
 
 from __future__ import annotations
@@ -51,6 +85,9 @@ EXPORT_COMPLETE: dict[str, Any] = {
     "jitter": 0.1,
     "lag_floor": 10.0,
     "lag_share": 0.05,
+    # The n-th describe no earlier than (n + 1) x budget_period into the wait:
+    # at most 3600 / 30 = 120 per hour of export, whatever the shape.
+    "budget_period": 30.0,
     "acceptors": [
         ["completed", "success"],
         ["deleted", "failure"],
@@ -87,6 +124,7 @@ class WaitPolicy:
     jitter: float
     lag_floor: float
     lag_share: float
+    budget_period: float
     acceptors: tuple[tuple[str, str], ...]
     curve: tuple[tuple[float, float], ...]
 
@@ -99,7 +137,11 @@ class WaitPolicy:
         values = dict(data)
         values["acceptors"] = tuple((str(s), str(o)) for s, o in values["acceptors"])
         values["curve"] = tuple((float(p), float(f)) for p, f in values["curve"])
-        return cls(**{k: values[k] if k in ("acceptors", "curve") else float(values[k]) for k in known})
+        policy = cls(**{k: values[k] if k in ("acceptors", "curve") else float(values[k]) for k in known})
+        if policy.max_delay < 2 * policy.budget_period:
+            raise ValueError(f"waiter policy: max_delay ({policy.max_delay:g}) must be at least 2 x budget_period "
+                             f"({policy.budget_period:g}), or it would cut into the call budget")
+        return policy
 
     def outcome(self, status: str) -> str:
         for expected, outcome in self.acceptors:
@@ -187,6 +229,15 @@ def next_delay(policy: WaitPolicy, forecast: Forecast, now: float, rng: Callable
     return min(policy.max_delay, max(policy.min_delay, jittered))
 
 
+def budget_delay(policy: WaitPolicy, start: float, calls: int, now: float) -> float:
+    """The least delay before the next describe that keeps the call budget, ``calls`` having been made.
+
+    The n-th describe no earlier than (n + 1) x budget_period after ``start``:
+    see the module's docstring for why (n + 1) and what it costs in lag.
+    """
+    return max(0.0, start + (calls + 2) * policy.budget_period - now)
+
+
 class WaitFailed(Exception):
     """The task reached a status the policy calls failure."""
 
@@ -246,7 +297,8 @@ def wait_for_export(
     deadline = start + timeout_seconds
     forecast = Forecast(start, curve_fraction(policy.curve, first.progress or 0))
     task = first
-    delay = policy.first_delay
+    calls = 0
+    delay = max(policy.first_delay, budget_delay(policy, start, calls, start))
     while True:
         outcome = policy.outcome(task.status)
         if outcome == "success":
@@ -263,6 +315,7 @@ def wait_for_export(
         if cancelled is not None and cancelled.is_set():
             raise Cancelled(task)
         latest = describe()
+        calls += 1
         if latest is None:
             raise TaskVanished(task.task_id)
         if on_change and (latest.status, latest.progress, latest.status_message) != (
@@ -273,4 +326,4 @@ def wait_for_export(
         if latest.progress is not None and latest.progress != task.progress:
             forecast.observe(policy, latest.progress, polled, now)
         task = latest
-        delay = next_delay(policy, forecast, now, rng)
+        delay = max(next_delay(policy, forecast, now, rng), budget_delay(policy, start, calls, now))

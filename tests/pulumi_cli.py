@@ -45,7 +45,10 @@ EXAMPLES = REPO_ROOT / "examples"
 PULUMI_VERSION = "v3.276.0"  # what scripts/install-pulumi builds
 SUPPORTED_VERSIONS = ((3, 260, 0), (4, 0, 0))  # scripts/install-pulumi's MIN_VERSION, BELOW_VERSION
 IMAGE_EXPORT_TYPE = "pulumi-python:dynamic/export_image_provider:ImageExport"
-FAST_WAITER = '{"first_delay": 0.2, "min_delay": 0.1, "max_delay": 0.5, "near_delay": 0.2, "near_window": 5}'
+# Small delays for emulated exports of seconds; the call budget scaled down with them, below
+# min_delay, so that it never slows a test (the waiter's own tests use the real policy).
+FAST_WAITER = ('{"first_delay": 0.2, "min_delay": 0.1, "max_delay": 0.5, "near_delay": 0.2, "near_window": 5, '
+               '"budget_period": 0.05}')
 REGION = "us-east-1"
 DEFAULT_TIMEOUT = 300.0
 
@@ -349,8 +352,8 @@ class PulumiProject:
     def config_set(self, key: str, value: str, path: bool = False) -> Result:
         return self.run("config", "set", *(["--path"] if path else []), key, value)
 
-    def up(self, *args: str, check: bool = True) -> Result:
-        return self.run("up", "--yes", "--skip-preview", *args, check=check)
+    def up(self, *args: str, check: bool = True, timeout: float = DEFAULT_TIMEOUT) -> Result:
+        return self.run("up", "--yes", "--skip-preview", *args, check=check, timeout=timeout)
 
     def preview(self, *args: str, check: bool = True) -> Result:
         return self.run("preview", *args, check=check)

@@ -24,6 +24,7 @@ from pulumi.output import Unknown
 from pulumi.runtime.rpc import UNKNOWN
 
 from conftest import REPO_ROOT
+from pulumi_cli import FAST_WAITER
 from export_image_provider import ImageExportProvider
 from export_image_provider.ownership import RESOURCE_TAG, SPEC_TAG
 
@@ -31,7 +32,6 @@ from export_image_provider.ownership import RESOURCE_TAG, SPEC_TAG
 # provider on a loaded 2-core machine to start the export (a shorter one can time out before it
 # starts: "nothing was started"); the tests' exports last longer than that.
 INTERRUPT_MINUTES = 0.05
-FAST_WAITER = '{"first_delay": 0.2, "min_delay": 0.1, "max_delay": 0.5, "near_delay": 0.2, "near_window": 5}'
 
 
 @pytest.fixture(scope="module")

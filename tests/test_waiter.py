@@ -26,8 +26,10 @@ from export_image_provider.waiter import (
     wait_for_export,
 )
 
-DURATIONS = (60, 300, 900, 3600, 4 * 3600)
+DURATIONS = (60, 300, 599, 600, 900, 1800, 3600, 4 * 3600, 6 * 3600)
 SHELL_LOOP_SECONDS = 30
+POLICY = load_policy({})
+PERIOD = POLICY.budget_period  # 30 s: at most 120 describes per hour of export
 
 
 @dataclass(frozen=True)
@@ -65,30 +67,131 @@ class SimulatedExport:
         return Task("export-ami-0123456789abcdef0", "active", message, int(progress))
 
 
-def run(sim, timeout=10**6, policy=None, rng=lambda: 0.5):
-    first = Task("export-ami-0123456789abcdef0", "active", "validating", 0)
-    return wait_for_export(sim.describe, first, timeout, policy or load_policy({}), None, sim.clock, sim.sleep, rng)
+def run(sim, timeout=10**6, policy=None, rng=lambda: 0.5, first=None):
+    first = first or Task("export-ami-0123456789abcdef0", "active", "validating", 0)
+    return wait_for_export(sim.describe, first, timeout, policy or POLICY, None, sim.clock, sim.sleep, rng)
 
 
 def lag_bound(duration):
     return max(10.0, 0.05 * duration)
 
 
+def promised_lag(duration, period=PERIOD):
+    """What the waiter promises: the lag bound from 10 minutes on, the budget period below (the budget wins)."""
+    return max(period, lag_bound(duration))
+
+
+def forced_schedule(promise, shortest, until):
+    """The sparsest polls that notice, within ``promise(duration)``, an export ending at any moment after ``shortest``.
+
+    When progress gives no warning of the end (the jump shape after its jump, a
+    stuck-looking task), an export may end just after any poll p, with duration
+    about p; noticing it within promise(p) needs the next poll by p + promise(p).
+    """
+    polls = [shortest + promise(shortest)]
+    while polls[-1] < until:
+        polls.append(polls[-1] + promise(polls[-1]))
+    return polls
+
+
+def calls_to_notice(polls, duration):
+    """Describes made until the first one at or after the end, that one included."""
+    return next(i + 1 for i, t in enumerate(polls) if t >= duration)
+
+
+def test_under_10_minutes_the_lag_bound_and_the_call_budget_cannot_both_hold():
+    """The lemma of the waiter's docstring, in whole seconds from 1 minute to 6 hours.
+
+    Kept for every duration, max(10 s, 5%) forces polls closer than the budget
+    period until 10 minutes, so it breaks 120/h for every export under 10 minutes
+    (and, having spent those calls, up to about 32 minutes). With the lag promise
+    relaxed to the budget period under 10 minutes (the budget wins), the forced
+    schedule keeps both: the budget everywhere, the lag bound from 10 minutes on.
+    """
+    assert PERIOD == 30.0 and EXPORT_COMPLETE["budget_period"] == 30.0
+    strict = forced_schedule(lag_bound, PERIOD, 7 * 3600)
+    assert all(calls_to_notice(strict, d) > d / PERIOD for d in range(60, 600))
+    assert calls_to_notice(strict, 300) == 26 > 300 / PERIOD  # a 5-minute export: 26 calls for <= 15 s; budget 10
+    relaxed = forced_schedule(promised_lag, PERIOD, 7 * 3600)
+    assert all(calls_to_notice(relaxed, d) <= d / PERIOD for d in range(60, 6 * 3600 + 1))
+    assert all(promised_lag(d) == lag_bound(d) for d in range(600, 6 * 3600 + 1))
+    assert all(lag_bound(d) < promised_lag(d) == PERIOD for d in range(60, 600))
+
+
+def check_bounds(sim, label):
+    """Both promises of the waiter on one simulated export (duration = its real, not round, duration)."""
+    calls, lag = len(sim.polls), sim.now - sim.duration
+    assert lag >= 0, label
+    assert calls <= sim.duration / PERIOD, f"{label}: {calls} describes in {sim.duration:.0f}s, over 120/h"
+    assert lag <= promised_lag(sim.duration), f"{label}: lag {lag:.1f}s, last polls {sim.polls[-5:]}"
+    if sim.duration >= 600:
+        assert lag <= lag_bound(sim.duration), label
+    assert all(b - a >= POLICY.min_delay for a, b in zip(sim.polls, sim.polls[1:])), label
+
+
 @pytest.mark.parametrize("duration", DURATIONS)
 @pytest.mark.parametrize("shape", sorted(SHAPES))
-def test_completion_is_noticed_within_the_lag_bound_whatever_the_shape(shape, duration):
+def test_both_bounds_hold_whatever_the_shape(shape, duration):
+    """<= 120 describes per hour of export, lag <= max(10 s, 5%) from 10 minutes and <= the budget period below."""
     for i in range(3):  # real durations are no round numbers: a pseudo-random part of 30 s more
         sim = SimulatedExport(duration + random.Random(f"{duration}/{i}").uniform(0, 30), shape=shape)
         task = run(sim, rng=random.Random(i).random)
         assert task.status == "completed"
-        assert sim.now - sim.duration <= lag_bound(sim.duration), (shape, sim.polls[-5:])
-        assert all(b - a >= load_policy({}).min_delay for a, b in zip(sim.polls, sim.polls[1:]))
-        if duration >= 3600:
-            assert len(sim.polls) * 3600 / sim.duration <= 120, f"{shape}: {len(sim.polls)} describes"
+        check_bounds(sim, f"{shape} {sim.duration:.0f}s")
 
 
-@pytest.mark.parametrize("duration", DURATIONS)
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_a_resumed_wait_keeps_both_bounds(shape):
+    """A wait that times out, then a new ``pulumi up`` 10 minutes later resumes it: one budget over the export."""
+    sim = SimulatedExport(3000 + 13, shape=shape)
+    with pytest.raises(WaitTimedOut) as timed_out:
+        run(sim, timeout=1000)
+    sim.now += 600
+    resumed = sim.now
+    task = run(sim, first=timed_out.value.task)
+    assert task.status == "completed"
+    check_bounds(sim, f"{shape} resumed")
+    again = [t - resumed for t in sim.polls if t > resumed]
+    assert again[0] >= 2 * PERIOD  # the resumed wait starts its own budget
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_the_nth_describe_comes_no_earlier_than_n_plus_1_budget_periods(shape):
+    """The schedule the call bound rests on, jitter included (the floor is applied after it)."""
+    for duration in (300, 3600):
+        sim = SimulatedExport(duration + 7, shape=shape)
+        run(sim, rng=random.Random(duration).random)
+        assert all(t >= (n + 1) * PERIOD for n, t in enumerate(sim.polls, start=1)), sim.polls[:5]
+
+
+def test_the_first_describe_waits_for_the_budget_not_for_first_delay():
+    sim = SimulatedExport(3600)
+    run(sim)
+    assert sim.polls[0] == 2 * PERIOD  # not first_delay (10 s): the budget's first slot
+    quick = load_policy({"EXPORT_IMAGE_PROVIDER_WAITER": '{"budget_period": 1, "first_delay": 10}'})
+    sim = SimulatedExport(3600)
+    run(sim, policy=quick)
+    assert sim.polls[0] == 10.0  # a budget below first_delay / 2: first_delay decides
+
+
+def test_a_timed_out_wait_keeps_the_budget_with_its_describe_at_the_deadline():
+    for timeout in (45, 61, 100, 600, 3599):
+        sim = SimulatedExport(10 * 3600, shape="jump")
+        with pytest.raises(WaitTimedOut):
+            run(sim, timeout=timeout)
+        assert sim.polls[-1] == pytest.approx(timeout)
+        assert len(sim.polls) <= timeout / PERIOD, (timeout, sim.polls)
+
+
+def test_max_delay_may_not_cut_into_the_budget():
+    with pytest.raises(ValueError, match=r"max_delay \(50\) must be at least 2 x budget_period \(30\)"):
+        load_policy({"EXPORT_IMAGE_PROVIDER_WAITER": '{"max_delay": 50}'})
+    assert load_policy({"EXPORT_IMAGE_PROVIDER_WAITER": '{"max_delay": 0.5, "budget_period": 0.25}'}).max_delay == 0.5
+
+
+@pytest.mark.parametrize("duration", [d for d in DURATIONS if d >= 900])
 def test_the_typical_export_is_noticed_far_sooner_than_by_a_30_second_loop(duration):
+    """From 15 minutes the budget has room for the prediction's dense polls near the end; below, polls keep to its grid."""
     sim = SimulatedExport(duration + 17, shape="realistic")
     run(sim)
     assert sim.now - sim.duration <= SHELL_LOOP_SECONDS / 3
