@@ -25,6 +25,7 @@ import pytest
 from conftest import wait_until
 from pulumi_cli import EXAMPLES, PulumiError, PulumiProject
 from export_image_provider.ownership import RESOURCE_TAG
+from export_image_provider.plugin.values import snake
 
 BACKENDS = ("file", "s3")
 EXPORT_SECONDS = 0.5
@@ -72,8 +73,9 @@ def objects(emulator, bucket: str) -> set[str]:
 
 
 def outputs_of(project: PulumiProject) -> dict[str, dict[str, Any]]:
-    """Resource name -> outputs of each ImageExport in the stack's state."""
-    return {name: r["outputs"] for name, r in project.resources().items()}
+    """Resource name -> outputs of each ImageExport in the stack's state, by their snake_case names
+    (the provider plugin's are camelCase)."""
+    return {name: {snake(k): v for k, v in r["outputs"].items()} for name, r in project.resources().items()}
 
 
 def assert_exported(emulator, project: PulumiProject, bucket: str, names: list[str]) -> dict[str, dict[str, Any]]:
