@@ -125,6 +125,14 @@ def plugin_path() -> str:
                             os.environ.get("PATH", "/usr/bin:/bin")])
 
 
+def plugin_project(tmp: Path, endpoint: str, **kwargs: Any) -> PulumiProject:
+    """A :class:`PulumiProject` whose program uses the provider plugin's ``export-image:index:ImageExport``."""
+    extra_env = {"PATH": plugin_path(), **(kwargs.pop("extra_env", None) or {})}
+    project = PulumiProject(tmp, endpoint, extra_env=extra_env, **kwargs)
+    project.resource_type = PLUGIN_TYPE
+    return project
+
+
 def describe_cli() -> str:
     """Which CLI and which Python language host the tests use (``scripts/install-pulumi --describe``)."""
     described = subprocess.run(
