@@ -126,17 +126,18 @@ def _multi_tags(project: PulumiProject) -> None:
     project.edit("__main__.py", '"format": fmt,\n', '"format": fmt,\n            "owner": "qa",\n')
 
 
+def _image_outputs(outs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The stack outputs of examples/basic and examples/yaml: one export's."""
+    image = outs["image"]
+    return {"exportImageTaskId": image["export_image_task_id"], "status": "completed", "s3Uri": image["s3_uri"],
+            "s3ObjectSize": image["s3_object_size"], "s3Etag": image["s3_etag"]}
+
+
 EXAMPLE_CASES = {
     "basic": Example(
         name="basic",
         resources=["image"],
-        stack_outputs=lambda outs: {
-            "exportImageTaskId": outs["image"]["export_image_task_id"],
-            "status": "completed",
-            "s3Uri": outs["image"]["s3_uri"],
-            "s3ObjectSize": outs["image"]["s3_object_size"],
-            "s3Etag": outs["image"]["s3_etag"],
-        },
+        stack_outputs=_image_outputs,
         edit_tags=_basic_tags,
         new_tags={"team": "qa"},
         edit_format=lambda project: project.config_set("format", "VHD"),
@@ -161,12 +162,7 @@ EXAMPLE_CASES = {
     "yaml": Example(
         name="yaml",
         resources=["image"],
-        stack_outputs=lambda outs: {
-            "exportImageTaskId": outs["image"]["export_image_task_id"],
-            "status": "completed",
-            "s3Uri": outs["image"]["s3_uri"],
-            "s3ObjectSize": outs["image"]["s3_object_size"],
-        },
+        stack_outputs=_image_outputs,
         edit_tags=lambda project: project.edit("Pulumi.yaml", YAML_TAGS, YAML_TAGS + "        team: qa\n"),
         new_tags={"team": "qa"},
         edit_format=lambda project: project.config_set("format", "VHD"),
