@@ -183,13 +183,7 @@ def adopt(spec: ExportSpec, gateway: AwsGateway) -> ExportTask:
     a completed task's object must exist under the key the inputs give.
     """
     task_id = spec.existing_task_id or ""
-    task = gateway.describe(task_id)
-    if task is None:
-        raise ExportFailed(f"existing_task_id: export task {task_id} is not known in {gateway.region}: "
-                           "check the id and the region")
-    if task.status not in ("active", "completed"):
-        raise ExportFailed(f"existing_task_id: export task {task_id} is {task.status} "
-                           f"({task.status_message or 'no message'}) and cannot be adopted: drop existing_task_id")
+    task = adoptable(task_id, gateway)
     theirs = {"s3_bucket": task.s3_bucket, "s3_prefix": task.s3_prefix or "", "description": task.description}
     if task.image_id is not None:
         theirs["image_id"] = task.image_id
@@ -207,6 +201,19 @@ def adopt(spec: ExportSpec, gateway: AwsGateway) -> ExportTask:
     if task.status == "completed" and not gateway.object_exists(spec.s3_bucket, key):
         raise ExportFailed(f"existing_task_id: export task {task_id} completed, but s3://{spec.s3_bucket}/{key} "
                            "does not exist: check disk_image_format, or the image was deleted")
+    return task
+
+
+def adoptable(task_id: str, gateway: AwsGateway, argument: str = "existing_task_id",
+              otherwise: str = ": drop existing_task_id") -> ExportTask:
+    """The task, if AWS knows it and it has (or will have) an image; ExportFailed naming ``argument`` otherwise."""
+    task = gateway.describe(task_id)
+    if task is None:
+        raise ExportFailed(f"{argument}: export task {task_id} is not known in {gateway.region}: "
+                           "check the id and the region")
+    if task.status not in ("active", "completed"):
+        raise ExportFailed(f"{argument}: export task {task_id} is {task.status} "
+                           f"({task.status_message or 'no message'}) and cannot be adopted{otherwise}")
     return task
 
 

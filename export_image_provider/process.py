@@ -36,7 +36,8 @@ import sys
 import threading
 import time
 import traceback as _traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -105,8 +106,13 @@ def in_provider_process() -> bool:
     return spec is not None and spec.name == "pulumi.dynamic.__main__"
 
 
+_plugin_engine: str | None = None  # set by serve_plugin: the provider plugin's engine
+
+
 def engine_address() -> str | None:
-    """The engine's address the engine started this process with, if this is the provider process."""
+    """The engine's address the engine started this process with, if this is a provider process."""
+    if _plugin_engine is not None:
+        return _plugin_engine
     if not in_provider_process() or len(sys.argv) < 2 or ":" not in sys.argv[1]:
         return None
     return sys.argv[1]
@@ -137,6 +143,16 @@ def current_urn() -> str:
             return str(getattr(frame.f_locals.get("request"), "urn", "") or "")
         frame = frame.f_back
     return ""
+
+
+@contextmanager
+def serving(urn: str) -> Iterator[None]:
+    """Bind this thread to the resource ``urn`` while it serves that resource's request (:func:`log` uses it)."""
+    _local.urn = urn
+    try:
+        yield
+    finally:
+        _local.urn = ""
 
 
 def resource_name(urn: str) -> str:
@@ -227,8 +243,19 @@ def _init_failed_status(error: PartialCreate, code: Any, details: str) -> bytes:
     """A google.rpc.Status carrying ``ErrorResourceInitFailed``, as Pulumi's own providers answer a partial create."""
     import asyncio
 
-    from google.protobuf import any_pb2
     from pulumi.runtime import rpc
+
+    loop = asyncio.new_event_loop()
+    try:
+        properties = loop.run_until_complete(rpc.serialize_properties(error.outputs, {}))
+    finally:
+        loop.close()
+    return init_failed_status(error.id, properties, str(error), code.value[0], details)
+
+
+def init_failed_status(id_: str, properties: Any, reason: str, code: int, details: str) -> bytes:
+    """The serialized google.rpc.Status of a partial create: ``properties`` already a protobuf Struct."""
+    from google.protobuf import any_pb2
     from pulumi.runtime.proto import provider_pb2
 
     try:
@@ -236,14 +263,9 @@ def _init_failed_status(error: PartialCreate, code: Any, details: str) -> bytes:
     except TypeError:  # google.rpc.Status already registered by googleapis-common-protos
         from google.rpc import status_pb2  # type: ignore[no-redef]
 
-    loop = asyncio.new_event_loop()
-    try:
-        properties = loop.run_until_complete(rpc.serialize_properties(error.outputs, {}))
-    finally:
-        loop.close()
     detail = any_pb2.Any()
-    detail.Pack(provider_pb2.ErrorResourceInitFailed(id=error.id, properties=properties, reasons=[str(error)]))
-    return status_pb2.Status(code=code.value[0], message=details, details=[detail]).SerializeToString()
+    detail.Pack(provider_pb2.ErrorResourceInitFailed(id=id_, properties=properties, reasons=[reason]))
+    return status_pb2.Status(code=code, message=details, details=[detail]).SerializeToString()
 
 
 def _interceptor() -> Any:
@@ -318,6 +340,19 @@ def _watch_engine(address: str) -> None:
         time.sleep(ENGINE_GONE_EXIT_SECONDS)
     finally:
         os._exit(1)
+
+
+def serve_plugin(address: str) -> None:
+    """The provider plugin (plugin/server.py) serves the engine at ``address``: what :func:`install` gives
+    pulumi.dynamic's server, without reaching into it: Log with URNs, partial state, and the engine watch.
+    Cancel and one-line errors the plugin's own servicer answers."""
+    global _installed, _plugin_engine
+    with _lock:
+        if _installed is not None:
+            return
+        _plugin_engine = address
+        _installed = []
+    threading.Thread(target=_watch_engine, args=(address,), name="engine-watch", daemon=True).start()
 
 
 def install(server: Any) -> list[str]:

@@ -177,6 +177,20 @@ class ImageExportProvider(ResourceProvider):
         return CheckResult(inputs, failures)
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        replaces, updates = self.changes(id_, olds, news)
+        return DiffResult(
+            changes=bool(replaces or updates),
+            replaces=replaces,
+            stables=(["export_image_task_id", "s3_key", "s3_uri"]
+                     + (list(OBJECT_PROPERTIES) if olds.get("status") == "completed" else [])) if not replaces else [],
+            # An export that may still run holds AWS's one-active-export-per-AMI slot and a region
+            # slot: cancel it first, or the replacement waits behind an export about to be deleted.
+            # Also said with no replaces, for the engine's forced replacements (up --replace).
+            delete_before_replace=olds.get("status") != "completed",
+        )
+
+    def changes(self, id_: str, olds: Mapping[str, Any], news: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+        """The inputs whose change replaces the export, and those updated in place (the plugin shows each)."""
         replaces = []
         for name in REPLACE_PROPERTIES:
             new = news.get(name)
@@ -194,16 +208,7 @@ class ImageExportProvider(ResourceProvider):
             for name in UPDATE_PROPERTIES + BEHAVIOUR_PROPERTIES + IDENTITY_PROPERTIES
             if _is_unknown(news.get(name)) or _comparable(name, news.get(name)) != _comparable(name, olds.get(name))
         ]
-        return DiffResult(
-            changes=bool(replaces or updates),
-            replaces=replaces,
-            stables=(["export_image_task_id", "s3_key", "s3_uri"]
-                     + (list(OBJECT_PROPERTIES) if olds.get("status") == "completed" else [])) if not replaces else [],
-            # An export that may still run holds AWS's one-active-export-per-AMI slot and a region
-            # slot: cancel it first, or the replacement waits behind an export about to be deleted.
-            # Also said with no replaces, for the engine's forced replacements (up --replace).
-            delete_before_replace=olds.get("status") != "completed",
-        )
+        return replaces, updates
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         from .lifecycle import ExportIncomplete, create_export
@@ -220,7 +225,8 @@ class ImageExportProvider(ResourceProvider):
                 # The engine will keep this resource (partial state): the task is now owned.
                 claim(incomplete.state.task_id, gateway)
                 outputs = self._outputs(props, spec, gateway.region, incomplete.state)
-                outputs["__provider"] = props["__provider"]
+                if "__provider" in props:  # the dynamic provider's own key; the plugin has none
+                    outputs["__provider"] = props["__provider"]
                 raise PartialCreate(str(incomplete), incomplete.state.task_id, outputs) from None
         return CreateResult(state.task_id, self._outputs(props, spec, gateway.region, state))
 
