@@ -45,6 +45,7 @@ EXAMPLES = REPO_ROOT / "examples"
 PULUMI_VERSION = "v3.276.0"  # what scripts/install-pulumi builds
 SUPPORTED_VERSIONS = ((3, 260, 0), (4, 0, 0))  # scripts/install-pulumi's MIN_VERSION, BELOW_VERSION
 IMAGE_EXPORT_TYPE = "pulumi-python:dynamic/export_image_provider:ImageExport"
+PLUGIN_TYPE = "export-image:index:ImageExport"  # the provider plugin's (export_image_provider/plugin)
 FAST_WAITER = '{"first_delay": 0.2, "min_delay": 0.1, "max_delay": 0.5, "near_delay": 0.2, "near_window": 5}'
 REGION = "us-east-1"
 DEFAULT_TIMEOUT = 300.0
@@ -101,6 +102,35 @@ def pulumi_bin_dir() -> Path:
     if not supported(version) or not _has_runtime(bin_dir):
         raise RuntimeError(f"{bin_dir}: pulumi reports {version!r}, want v3.260.0 up to v4 with the Python runtime")
     return bin_dir
+
+
+@functools.lru_cache(maxsize=1)
+def yaml_bin_dir() -> Path:
+    """The directory with ``pulumi-language-yaml``: on PATH, else what ``scripts/install-pulumi --yaml`` prints."""
+    on_path = shutil.which("pulumi-language-yaml")
+    if on_path:
+        return Path(on_path).parent
+    installer = subprocess.run([str(REPO_ROOT / "scripts" / "install-pulumi"), "--yaml"],
+                               capture_output=True, text=True, cwd=REPO_ROOT)
+    lines = installer.stdout.strip().splitlines()
+    if installer.returncode != 0 or not lines:
+        raise RuntimeError(f"scripts/install-pulumi --yaml failed (exit {installer.returncode}):\n{installer.stderr}")
+    return Path(lines[-1])
+
+
+def plugin_path() -> str:
+    """PATH for programs of the provider plugin: the CLI, the YAML host, and the venv's
+    ``pulumi-resource-export-image`` (the CLI takes a plugin from PATH when nothing installed it)."""
+    return os.pathsep.join([str(pulumi_bin_dir()), str(yaml_bin_dir()), str(venv_dir() / "bin"),
+                            os.environ.get("PATH", "/usr/bin:/bin")])
+
+
+def plugin_project(tmp: Path, endpoint: str, **kwargs: Any) -> PulumiProject:
+    """A :class:`PulumiProject` whose program uses the provider plugin's ``export-image:index:ImageExport``."""
+    extra_env = {"PATH": plugin_path(), **(kwargs.pop("extra_env", None) or {})}
+    project = PulumiProject(tmp, endpoint, extra_env=extra_env, **kwargs)
+    project.resource_type = PLUGIN_TYPE
+    return project
 
 
 def describe_cli() -> str:
@@ -264,6 +294,8 @@ class PulumiProject:
         """
         project_file = self.dir / "Pulumi.yaml"
         text = project_file.read_text()
+        if re.search(r"(?m)^runtime:\s*(?!python)\w+\s*$", text):
+            return  # a YAML (or other non-Python) program: no virtualenv to pin
         pinned, count = re.subn(r"(?m)^(\s*virtualenv:\s*).*$", lambda m: m.group(1) + str(venv_dir()), text)
         if count != 1:
             raise ValueError(f"{project_file}: expected one 'virtualenv:' line, found {count}")
@@ -380,8 +412,11 @@ class PulumiProject:
         path.write_text(json.dumps(deployment))
         return self.run("stack", "import", "--file", str(path))
 
-    def resources(self, type_: str = IMAGE_EXPORT_TYPE) -> dict[str, dict[str, Any]]:
-        """Name -> state entry (``id``, ``inputs``, ``outputs``) of each resource of ``type_``."""
+    resource_type = IMAGE_EXPORT_TYPE  # the ImageExport a program declares; the provider plugin's is PLUGIN_TYPE
+
+    def resources(self, type_: str | None = None) -> dict[str, dict[str, Any]]:
+        """Name -> state entry (``id``, ``inputs``, ``outputs``) of each resource of ``type_`` (an ImageExport)."""
+        type_ = type_ or self.resource_type
         deployment = self.stack_export()["deployment"]
         return {
             r["urn"].rsplit("::", 1)[1]: r

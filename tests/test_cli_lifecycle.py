@@ -8,7 +8,9 @@ through ordered steps (pytest runs a class's tests in file order, grouped by the
 class-scoped parameter): up, a no-change preview, a tag edit (update in place),
 a format edit (replacement), refresh (unchanged, then an object deleted out of
 band), destroy, and an ``up`` killed mid-export that must be resumed rather
-than duplicated. A step whose predecessor failed is skipped rather than run on
+than duplicated. ``examples/yaml`` goes through the same steps on the provider
+plugin's front door (``export-image:index:ImageExport``; its other checks are in
+test_plugin_yaml.py). A step whose predecessor failed is skipped rather than run on
 a stack in an unknown state. ``examples/pipeline`` runs the commands of its
 workflow; a small inline program checks inputs that are unknown at preview.
 """
@@ -23,8 +25,9 @@ from typing import Any
 import pytest
 
 from conftest import wait_until
-from pulumi_cli import EXAMPLES, PulumiError, PulumiProject
+from pulumi_cli import EXAMPLES, PulumiError, PulumiProject, plugin_project
 from export_image_provider.ownership import RESOURCE_TAG
+from export_image_provider.plugin.values import snake
 
 BACKENDS = ("file", "s3")
 EXPORT_SECONDS = 0.5
@@ -72,8 +75,9 @@ def objects(emulator, bucket: str) -> set[str]:
 
 
 def outputs_of(project: PulumiProject) -> dict[str, dict[str, Any]]:
-    """Resource name -> outputs of each ImageExport in the stack's state."""
-    return {name: r["outputs"] for name, r in project.resources().items()}
+    """Resource name -> outputs of each ImageExport in the stack's state, by their snake_case names
+    (the provider plugin's are camelCase)."""
+    return {name: {snake(k): v for k, v in r["outputs"].items()} for name, r in project.resources().items()}
 
 
 def assert_exported(emulator, project: PulumiProject, bucket: str, names: list[str]) -> dict[str, dict[str, Any]]:
@@ -106,6 +110,8 @@ class Example:
     replaced: str
     new_format: str
     clear_pending: str  # "import" (stack export, drop pending_operations, import) or "refresh"
+    plugin: bool = False  # a program of the provider plugin (export-image:index:ImageExport), not the dynamic resource
+    backends: tuple[str, ...] = BACKENDS
 
 
 def _basic_tags(project: PulumiProject) -> None:
@@ -113,21 +119,25 @@ def _basic_tags(project: PulumiProject) -> None:
                  '    s3_prefix=config.get("prefix") or "exports/",\n    tags={"team": "qa"},\n')
 
 
+YAML_TAGS = "        project: ${pulumi.project}\n"  # examples/yaml's tags
+
+
 def _multi_tags(project: PulumiProject) -> None:
     project.edit("__main__.py", '"format": fmt,\n', '"format": fmt,\n            "owner": "qa",\n')
+
+
+def _image_outputs(outs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The stack outputs of examples/basic and examples/yaml: one export's."""
+    image = outs["image"]
+    return {"exportImageTaskId": image["export_image_task_id"], "status": "completed", "s3Uri": image["s3_uri"],
+            "s3ObjectSize": image["s3_object_size"], "s3Etag": image["s3_etag"]}
 
 
 EXAMPLE_CASES = {
     "basic": Example(
         name="basic",
         resources=["image"],
-        stack_outputs=lambda outs: {
-            "exportImageTaskId": outs["image"]["export_image_task_id"],
-            "status": "completed",
-            "s3Uri": outs["image"]["s3_uri"],
-            "s3ObjectSize": outs["image"]["s3_object_size"],
-            "s3Etag": outs["image"]["s3_etag"],
-        },
+        stack_outputs=_image_outputs,
         edit_tags=_basic_tags,
         new_tags={"team": "qa"},
         edit_format=lambda project: project.config_set("format", "VHD"),
@@ -147,6 +157,20 @@ EXAMPLE_CASES = {
         replaced="image-raw",
         new_format="VHD",
         clear_pending="refresh",
+    ),
+    # The provider plugin's front door: the same steps, on a Pulumi YAML program.
+    "yaml": Example(
+        name="yaml",
+        resources=["image"],
+        stack_outputs=_image_outputs,
+        edit_tags=lambda project: project.edit("Pulumi.yaml", YAML_TAGS, YAML_TAGS + "        team: qa\n"),
+        new_tags={"team": "qa"},
+        edit_format=lambda project: project.config_set("format", "VHD"),
+        replaced="image",
+        new_format="VHD",
+        clear_pending="refresh",
+        plugin=True,
+        backends=("file",),
     ),
 }
 
@@ -175,7 +199,7 @@ class Stack(OrderedSteps):
 
 @pytest.fixture(
     scope="class",
-    params=[(example, backend) for example in EXAMPLE_CASES for backend in BACKENDS],
+    params=[(name, backend) for name, example in EXAMPLE_CASES.items() for backend in example.backends],
     ids=lambda p: f"{p[0]}-{p[1]}",
 )
 def stack(request, emulator, seeded, tmp_path_factory):
@@ -183,12 +207,13 @@ def stack(request, emulator, seeded, tmp_path_factory):
     emulator.reset()
     emulator.set_config(export_seconds=EXPORT_SECONDS)
     bucket = export_bucket(emulator)
-    project = PulumiProject(
+    example = EXAMPLE_CASES[example_name]
+    project = (plugin_project if example.plugin else PulumiProject)(
         tmp_path_factory.mktemp(f"{example_name}-{backend}"), emulator.url,
         source=EXAMPLES / example_name, backend=backend,
     )
     project.stack_init(imageId=seeded["image_id"], bucket=bucket)
-    yield Stack(EXAMPLE_CASES[example_name], backend, project, bucket)
+    yield Stack(example, backend, project, bucket)
     emulator.set_config(export_seconds=EXPORT_SECONDS)
     project.teardown()
     emulator.reset()
@@ -220,10 +245,10 @@ class TestExampleLifecycle:
             name: "update" for name in example.resources
         }
         project.up()
-        state = project.resources()
+        state, outs = project.resources(), outputs_of(project)
         for name in example.resources:
             task_id = before[name]["export_image_task_id"]
-            after = state[name]["outputs"]
+            after = outs[name]
             assert state[name]["id"] == after["export_image_task_id"] == task_id, "a tag edit must not start a new export"
             tags = tag_dict(task(emulator, task_id))
             assert tags.items() >= example.new_tags.items(), tags

@@ -25,6 +25,7 @@ from pulumi.provider.experimental.property_value import PropertyValue
 
 from ..process import OneLineError, PartialCreate, cancel, serving
 from ..provider import ImageExportProvider
+from ..spec import DEFAULT_TIMEOUT_MINUTES
 from . import imports, values
 from .schema import SECRET_CONFIG, schema_json
 
@@ -87,9 +88,14 @@ class ExportImagePlugin(api.Provider):
         return api.CheckResponse(inputs=news)
 
     async def diff_config(self, request: api.DiffRequest) -> api.DiffResponse:
-        """A config change updates the provider in place; its resources are not replaced for it."""
+        """A config change updates the provider in place; its resources are not replaced for it.
+
+        An identity drawn now (the provider in the state has none: ``pulumi import`` records the
+        default provider without one) is a change too: the engine configures a provider it deems
+        unchanged with its old inputs, and the identity would never reach the resources.
+        """
         olds, news = values.inputs(request.old_state), values.inputs(request.new_inputs)
-        changed = sorted(k for k in olds.keys() | news.keys() if k != "stack_identity" and olds.get(k) != news.get(k))
+        changed = sorted(k for k in olds.keys() | news.keys() if olds.get(k) != news.get(k))
         return api.DiffResponse(changes=bool(changed), diffs=[values.camel(k) for k in changed])
 
     @staticmethod
@@ -149,19 +155,23 @@ class ExportImagePlugin(api.Provider):
     @staticmethod
     def _bounded(props: dict[str, Any], timeout: float) -> dict[str, Any]:
         """``props`` whose ``timeout_minutes`` also honours the engine's customTimeouts (``timeout`` s, 0: none)."""
-        if timeout and timeout > 0:
-            minutes = min(float(props.get("timeout_minutes") or 360.0), timeout / 60)
-            return {**props, "timeout_minutes": minutes}
+        if timeout and 0 < timeout / 60 < float(props.get("timeout_minutes") or DEFAULT_TIMEOUT_MINUTES):
+            return {**props, "timeout_minutes": timeout / 60}
         return props
 
     async def create(self, request: api.CreateRequest) -> api.CreateResponse:
         props = values.inputs(request.properties)
         secrets = _secret_names(request.properties)
         restore = {"timeout_minutes": props.get("timeout_minutes")}
+        bounded = self._bounded(props, request.timeout)
         try:
-            result = await self._run(request.urn, self.core.create, self._bounded(props, request.timeout))
+            result = await self._run(request.urn, self.core.create, bounded)
         except PartialCreate as partial:
-            raise PartialCreate(str(partial), partial.id, _answer({**partial.outputs, **restore}, secrets)) from None
+            message = str(partial)
+            if bounded is not props:  # say which limit the user set
+                minutes = f"timeout_minutes ({bounded['timeout_minutes']:g})"
+                message = message.replace(minutes, f"customTimeouts.create ({request.timeout:g}s)", 1)
+            raise PartialCreate(message, partial.id, _answer({**partial.outputs, **restore}, secrets)) from None
         return api.CreateResponse(resource_id=result.id, properties=_answer({**result.outs, **restore}, secrets))
 
     async def read(self, request: api.ReadRequest) -> api.ReadResponse:
