@@ -21,18 +21,16 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optdestroy"
-	"github.com/pulumi/pulumi/sdk/v3/go/auto/optimport"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optpreview"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optrefresh"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
 )
-
-const resourceType = "export-image:index:ImageExport"
 
 // pairs collects repeated -config/-secret KEY=VALUE flags.
 type pairs map[string]string
@@ -60,12 +58,13 @@ func parseFlags() options {
 	flag.StringVar(&o.stack, "stack", "dev", "the stack's name")
 	flag.StringVar(&o.project, "project", "export-image-go", "the project's name")
 	flag.StringVar(&o.workdir, "workdir", filepath.Join(cache, "export-image-go"),
-		"where the project's Pulumi.yaml and Pulumi.<stack>.yaml are kept between runs")
-	flag.StringVar(&o.importID, "id", "", "with -op import: the export task to adopt (export-ami-...)")
+		"where Pulumi.yaml and Pulumi.<stack>.yaml (config, secrets salt) are kept between runs;"+
+			" a Pulumi.yaml already there names the project instead of -project")
+	flag.StringVar(&o.importID, "id", "", "with -op import: the export task started outside Pulumi to adopt (export-ami-...)")
 	flag.Var(o.config, "config", "stack config KEY=VALUE (repeatable), e.g. imageId=ami-..., export-image:region=us-east-1")
 	flag.Var(o.secrets, "secret", "secret stack config KEY=VALUE (repeatable), e.g. export-image:secretKey=...")
 	flag.Parse()
-	if flag.NArg() != 0 {
+	if flag.NArg() != 0 || !slices.Contains([]string{"up", "preview", "refresh", "destroy", "import"}, o.op) {
 		flag.Usage()
 		os.Exit(2)
 	}
@@ -96,6 +95,9 @@ func run(o options) (map[string]any, error) {
 		for sig := range signals {
 			n := cli.forward(sig)
 			fmt.Fprintf(os.Stderr, "imageexport-go: %v passed on to %d pulumi command(s)\n", sig, n)
+			if n == 0 { // between commands: nothing to cancel, so stop here
+				os.Exit(130)
+			}
 		}
 	}()
 
@@ -103,7 +105,14 @@ func run(o options) (map[string]any, error) {
 	if err := os.MkdirAll(o.workdir, 0o755); err != nil {
 		return nil, err
 	}
-	stack, err := auto.UpsertStackInlineSource(ctx, o.stack, o.project, program,
+	importID := ""
+	if o.op == "import" {
+		if o.importID == "" {
+			return nil, errors.New("-op import needs -id export-ami-...")
+		}
+		importID = o.importID
+	}
+	stack, err := auto.UpsertStackInlineSource(ctx, o.stack, o.project, program(importID),
 		auto.Pulumi(cli), auto.WorkDir(o.workdir))
 	if err != nil {
 		return nil, err
@@ -134,7 +143,8 @@ func operate(ctx context.Context, stack auto.Stack, o options) (map[string]any, 
 	progress := os.Stderr
 	summary := map[string]any{"op": o.op, "stack": o.stack}
 	switch o.op {
-	case "up":
+	case "up", "import":
+		// import: an up whose program adopts the task (see program).
 		res, err := stack.Up(ctx, optup.ProgressStreams(progress))
 		summary["changes"] = res.Summary.ResourceChanges
 		summary["outputs"] = plain(res.Outputs)
@@ -151,23 +161,8 @@ func operate(ctx context.Context, stack auto.Stack, o options) (map[string]any, 
 		res, err := stack.Destroy(ctx, optdestroy.ProgressStreams(progress))
 		summary["changes"] = res.Summary.ResourceChanges
 		return summary, err
-	case "import":
-		if o.importID == "" {
-			return nil, errors.New("-op import needs -id export-ami-...")
-		}
-		// `pulumi import`: the provider reads the task into the state under
-		// the program's resource name, so the next up adopts it. No code is
-		// generated (that would need the Go language host).
-		res, err := stack.ImportResources(ctx,
-			optimport.Resources([]*optimport.ImportResource{{Type: resourceType, Name: "image", ID: o.importID}}),
-			optimport.GenerateCode(false),
-			optimport.ProgressStreams(progress))
-		if res.Summary.ResourceChanges != nil {
-			summary["changes"] = res.Summary.ResourceChanges
-		}
-		return summary, err
 	}
-	return nil, fmt.Errorf("unknown -op %q (want up, preview, refresh, destroy or import)", o.op)
+	return nil, fmt.Errorf("unknown -op %q", o.op)
 }
 
 // plain drops the secret markers of stack outputs, for the JSON summary.

@@ -15,7 +15,17 @@ import (
 //	tags (a JSON object), waitForCompletion (true)
 //
 // and the provider's from export-image:* (region, credentials as secrets).
-func program(ctx *pulumi.Context) error {
+//
+// With importID (an export task started outside Pulumi), the resource carries
+// the `import` resource option: the engine reads the task through the plugin
+// and adopts it if the program's inputs match it (the Go form of `pulumi
+// import`, which needs the absent Go language host even without code
+// generation).
+func program(importID string) pulumi.RunFunc {
+	return func(ctx *pulumi.Context) error { return declare(ctx, importID) }
+}
+
+func declare(ctx *pulumi.Context, importID string) error {
 	cfg := config.New(ctx, "")
 	format := cfg.Get("format")
 	if format == "" {
@@ -41,7 +51,11 @@ func program(ctx *pulumi.Context) error {
 	if wait, err := cfg.TryBool("waitForCompletion"); err == nil {
 		args.WaitForCompletion = pulumi.Bool(wait)
 	}
-	image, err := exportimage.NewImageExport(ctx, "image", args)
+	var opts []pulumi.ResourceOption
+	if importID != "" {
+		opts = append(opts, pulumi.Import(pulumi.ID(importID)))
+	}
+	image, err := exportimage.NewImageExport(ctx, "image", args, opts...)
 	if err != nil {
 		return err
 	}
