@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -59,6 +60,7 @@ from test_cli_lifecycle import (  # noqa: F401 - seeded is a fixture
 from export_image_provider.ownership import RESOURCE_TAG
 
 PROJECT = "export-image-go"  # examples/go's default -project
+SDK_DIR = REPO_ROOT / ".tools" / "sdk" / "go"  # where scripts/gen-sdk writes the generated module
 EXPORT_SECONDS = 0.5
 SLOW_EXPORT_SECONDS = 600.0
 GEN_SDK_TIMEOUT = 900.0  # a cold build of pkg/v3 and sdk/v3 takes 200-250 s here, more on a busy machine
@@ -76,6 +78,48 @@ def go_example() -> Path:
     if done.returncode != 0:
         raise RuntimeError(f"scripts/gen-sdk failed (exit {done.returncode}):\n{done.stdout}\n{done.stderr}")
     return Path(done.stdout.strip().splitlines()[-1])
+
+
+# -- scripts/gen-sdk ----------------------------------------------------------------------
+
+
+def struct_tags(source: str, struct: str) -> set[str]:
+    """The ``pulumi:"..."`` names of the fields of Go struct ``struct`` in ``source``."""
+    body = re.search(rf"(?ms)^type {struct} struct {{\n(.*?)^}}", source)
+    assert body, f"no struct {struct}"
+    return set(re.findall(r'pulumi:"(\w+)"', body.group(1)))
+
+
+def test_the_sdk_is_generated_from_the_plugins_current_schema(go_example):
+    from export_image_provider.plugin.schema import PACKAGE, RESOURCE_TOKEN, VERSION, schema
+
+    spec = schema()
+    resource = spec["resources"][RESOURCE_TOKEN]
+    root = SDK_DIR / "exportimage"
+    source = (root / "imageExport.go").read_text()
+    assert f'ctx.RegisterResource("{RESOURCE_TOKEN}"' in source
+    assert struct_tags(source, "imageExportArgs") == set(resource["inputProperties"])
+    assert struct_tags(source, "ImageExport") == set(resource["properties"])
+    config = (root / "config" / "config.go").read_text()
+    assert set(re.findall(rf'config\.Get\w*\(ctx, "{PACKAGE}:(\w+)"\)', config)) == set(spec["config"]["variables"])
+    assert json.loads((root / "pulumi-plugin.json").read_text()) == {"resource": True, "name": PACKAGE, "version": VERSION}
+    assert subprocess.run(["git", "ls-files", "--error-unmatch", str(SDK_DIR)], cwd=REPO_ROOT,
+                          capture_output=True).returncode != 0, "the generated SDK is never committed"
+
+
+def test_gen_sdk_again_changes_nothing(go_example):
+    built = go_example.stat().st_mtime_ns
+    again = subprocess.run([str(REPO_ROOT / "scripts" / "gen-sdk")], capture_output=True, text=True, cwd=REPO_ROOT,
+                           env={**os.environ, "PYTHON": sys.executable}, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip().splitlines()[-1] == str(go_example)
+    assert [line for line in again.stderr.splitlines() if "unchanged" in line] == [
+        "gen-sdk: tools/sdkgen unchanged", f"gen-sdk: Go SDK unchanged ({SDK_DIR})", "gen-sdk: examples/go unchanged",
+    ], again.stderr
+    assert go_example.stat().st_mtime_ns == built
+
+
+# -- running the example -------------------------------------------------------------------
 
 
 class GoProgram:
