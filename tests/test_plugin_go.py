@@ -102,7 +102,8 @@ def test_the_sdk_is_generated_from_the_plugins_current_schema(go_example):
     assert struct_tags(source, "ImageExport") == set(resource["properties"])
     config = (root / "config" / "config.go").read_text()
     assert set(re.findall(rf'config\.Get\w*\(ctx, "{PACKAGE}:(\w+)"\)', config)) == set(spec["config"]["variables"])
-    assert json.loads((root / "pulumi-plugin.json").read_text()) == {"resource": True, "name": PACKAGE, "version": VERSION}
+    plugin = json.loads((root / "pulumi-plugin.json").read_text())
+    assert plugin == {"resource": True, "name": PACKAGE, "version": VERSION}
     assert subprocess.run(["git", "ls-files", "--error-unmatch", str(SDK_DIR)], cwd=REPO_ROOT,
                           capture_output=True).returncode != 0, "the generated SDK is never committed"
 
@@ -158,8 +159,16 @@ class GoProgram:
         result = self.run(op, **config)
         return summary(result)["changes"]
 
+    def teardown(self) -> None:
+        """Best effort: destroy through the program (``pulumi destroy`` here would need the Go host), drop the stack."""
+        if self.run("destroy", check=False, timeout=120).code != 0:
+            self.project.pulumi("cancel", "--yes", self.project.stack, timeout=60)
+            self.run("destroy", check=False, timeout=120)
+        self.project.pulumi("stack", "rm", "--yes", "--force", self.project.stack, timeout=60)
+
     def start(self, op: str) -> subprocess.Popen:
-        """The program in the background, in a session of its own (a terminal's foreground group)."""
+        """The program in the background, in a session of its own (a terminal's foreground group);
+        :meth:`PulumiProject.output_of` reads what it printed."""
         stem = self.project.logs / f"{len(self.project.history):02d}-go-{op}"
         with open(f"{stem}.out", "w") as out, open(f"{stem}.err", "w") as err:
             proc = subprocess.Popen(self.argv(op), cwd=self.project.dir, env=self.project.env,
@@ -199,7 +208,7 @@ def stack(go_example, emulator, seeded, tmp_path_factory):
     bucket = export_bucket(emulator)
     program = go_program(go_example, tmp_path_factory.mktemp("go-lifecycle"), emulator, seeded["image_id"], bucket)
     yield GoStack(program=program, bucket=bucket)
-    program.project.teardown()
+    program.teardown()
 
 
 class TestGoLifecycle:
@@ -289,7 +298,7 @@ def test_import_adopts_a_task_started_outside_pulumi_and_up_keeps_it(go_example,
         assert program.changes("destroy") == {"delete": 2}
         assert objects(emulator, bucket) == set()
     finally:
-        program.project.teardown()
+        program.teardown()
 
 
 def test_ctrl_c_is_passed_on_once_stops_the_wait_and_destroy_cancels_the_task(go_example, emulator, seeded, tmp_path):
@@ -307,8 +316,7 @@ def test_ctrl_c_is_passed_on_once_stops_the_wait_and_destroy_cancels_the_task(go
             returned = time.monotonic() - interrupted
         finally:
             kill_session(proc.pid)
-        stem = proc.log_stem  # type: ignore[attr-defined]
-        output = Path(f"{stem}.out").read_text() + Path(f"{stem}.err").read_text()
+        output = PulumiProject.output_of(proc)
         assert proc.returncode != 0 and returned < 30, output
         assert "interrupt passed on to 1 pulumi command(s)" in output
         # The CLI heard one Ctrl-C (a graceful cancel), not two (a second one terminates at once).
@@ -324,4 +332,4 @@ def test_ctrl_c_is_passed_on_once_stops_the_wait_and_destroy_cancels_the_task(go
         assert cancelled["Status"] in ("deleting", "deleted"), cancelled
         assert program.project.resources() == {}
     finally:
-        program.project.teardown()
+        program.teardown()
