@@ -22,7 +22,10 @@ leaves four things undone that an export, which runs for hours, needs:
   thread checks the engine's port every second and, once it is gone, sets
   :data:`CANCELLED` (no new export starts) and exits the process.
 
-All of it reaches into private names of ``pulumi.dynamic.__main__`` and grpc's
+The provider plugin (plugin/server.py) answers Cancel and failures in its own
+servicer and uses the rest (Log with URNs, partial state, the engine watch)
+through :func:`serve_plugin`, reaching into nothing. For the dynamic provider,
+all of it reaches into private names of ``pulumi.dynamic.__main__`` and grpc's
 server, as workers.py does for the pool: :func:`install` checks each one and
 says what it could not do; provider.py shows that on the resource as a warning,
 and tests/test_interrupt.py fails when a Pulumi or grpc upgrade moves them.

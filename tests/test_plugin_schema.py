@@ -1,4 +1,4 @@
-"""The provider plugin's schema, checked against the code's own tables (pure: no CLI, no AWS).
+"""The provider plugin's schema, checked against the code's own tables, and its value translation (pure: no CLI, no AWS).
 
 The schema is generated from spec.py, provider.py and stack_config.py; these
 checks pin that what the engine and the SDK generators read says the same as
@@ -79,3 +79,61 @@ def test_module_prints_the_schema_as_json():
                              capture_output=True, text=True, check=True, timeout=60).stdout
     assert json.loads(printed) == json.loads(json.dumps(SCHEMA))
     assert json.loads(printed)["name"] == "export-image"
+
+
+# -- values.py: the engine's property values to the core's plain dicts and back ---------------------
+
+
+def test_unknowns_cross_both_ways_as_the_engines_unknown():
+    from pulumi.provider.experimental.property_value import PropertyValue
+    from pulumi.runtime.rpc import UNKNOWN
+
+    from export_image_provider.plugin.values import inputs, outputs
+
+    # On the wire an unknown is the engine's sentinel string (the SDK cannot marshal its own Computed).
+    core = {"s3_prefix": UNKNOWN, "tags": {"a": UNKNOWN}}
+    wire = PropertyValue.marshal_map(outputs(core))
+    assert wire["s3Prefix"] == UNKNOWN
+    assert wire["tags"]["a"] == UNKNOWN
+    assert inputs(PropertyValue.unmarshal_map(wire)) == core
+    assert inputs({"s3Prefix": PropertyValue.computed()}) == {"s3_prefix": UNKNOWN}
+
+
+def test_numbers_are_floats_on_the_wire_and_integers_in_the_core():
+    from pulumi.provider.experimental.property_value import PropertyValue
+
+    from export_image_provider.plugin.values import inputs, outputs
+
+    assert outputs({"s3_object_size": 78, "progress": None, "status": "completed"}) == {
+        "s3ObjectSize": PropertyValue(78.0), "status": PropertyValue("completed")}
+    core = inputs({"s3ObjectSize": PropertyValue(78.0), "timeoutMinutes": PropertyValue(90.0)})
+    assert core == {"s3_object_size": 78, "timeout_minutes": 90.0} and isinstance(core["s3_object_size"], int)
+
+
+def test_tag_keys_are_the_users_and_are_not_renamed():
+    from pulumi.provider.experimental.property_value import PropertyValue
+
+    from export_image_provider.plugin.values import inputs, outputs
+
+    tags = {"costCenter": PropertyValue("x"), "team_name": PropertyValue("y")}
+    assert inputs({"tags": PropertyValue(tags)})["tags"] == {"costCenter": "x", "team_name": "y"}
+    assert set(outputs({"tags": {"costCenter": "x"}})["tags"].value) == {"costCenter"}
+
+
+def test_secret_inputs_stay_secret_in_what_the_plugin_answers():
+    from pulumi.provider.experimental.property_value import PropertyValue
+
+    from export_image_provider.plugin.provider import _answer, _secret_names
+    from export_image_provider.plugin.values import inputs
+
+    given = {"description": PropertyValue("private", is_secret=True), "s3Bucket": PropertyValue("b")}
+    answered = _answer(inputs(given), _secret_names(given))
+    assert answered["description"].is_secret and not answered["s3Bucket"].is_secret
+    assert inputs(given)["description"] == "private"
+
+
+def test_resource_key_is_the_dynamic_resources_project_stack_name():
+    from export_image_provider.plugin.provider import resource_key
+
+    urn = "urn:pulumi:dev::export-image-yaml::export-image:index:ImageExport::nightly"
+    assert resource_key(urn) == "export-image-yaml/dev/nightly"

@@ -50,6 +50,11 @@ def _answer(outs: Mapping[str, Any], secrets: set[str]) -> dict[str, PropertyVal
     return {k: v.with_secret(True) if values.snake(k) in secrets else v for k, v in answer.items()}
 
 
+def _ours(problem: Exception) -> str:
+    """stack_config.py's line about ``aws:KEY``, about the plugin's ``export-image:KEY``."""
+    return str(problem).replace("aws:", "export-image:")
+
+
 class ExportImagePlugin(api.Provider):
     """``export-image:index:ImageExport`` on the SDK's provider interface."""
 
@@ -84,7 +89,7 @@ class ExportImagePlugin(api.Provider):
         try:
             read_stack_config(self._aws_config(news))
         except StackConfigError as problem:
-            return api.CheckResponse(inputs=news, failures=[api.CheckFailure("", str(problem))])
+            return api.CheckResponse(inputs=news, failures=[api.CheckFailure("", _ours(problem))])
         return api.CheckResponse(inputs=news)
 
     async def diff_config(self, request: api.DiffRequest) -> api.DiffResponse:
@@ -112,7 +117,7 @@ class ExportImagePlugin(api.Provider):
         try:
             self.core.stack_config = read_stack_config(self._aws_config(config))
         except StackConfigError as problem:
-            raise OneLineError(str(problem).replace("aws:", "export-image:")) from None
+            raise OneLineError(_ours(problem)) from None
         self.core.config_region = self.core.stack_config.region
         identity = values.to_python(config.get(STACK_IDENTITY))
         self.stack_identity = identity if isinstance(identity, str) else None

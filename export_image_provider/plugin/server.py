@@ -44,7 +44,11 @@ def _diff_request(request: Any) -> api.DiffRequest:
 
 
 class ExportImageServicer(ProviderServicer):
-    """The SDK's servicer, with the resource operations answered as the engine needs them (module docstring)."""
+    """The SDK's servicer, with the resource operations answered as the engine needs them (module docstring).
+
+    Each is answered here rather than by the SDK's method, which turns every exception into its
+    message and traceback before an override could see it.
+    """
 
     async def _answer(self, context: Any, call: Callable[[], Awaitable[Any]]) -> Any:
         try:
@@ -61,10 +65,25 @@ class ExportImageServicer(ProviderServicer):
             await context.abort(grpc.StatusCode.UNKNOWN, f"{error}\n{traceback.format_exc()}")
 
     async def Configure(self, request, context):  # noqa: N802 - gRPC's names
-        return await self._answer(context, lambda: ProviderServicer.Configure(self, request, context))
+        async def configure() -> Any:
+            resp = await self._provider.configure(api.ConfigureRequest(
+                dict(request.variables), PropertyValue.unmarshal_map(request.args), request.acceptSecrets,
+                request.acceptResources))
+            return proto.ConfigureResponse(acceptSecrets=resp.accept_secrets, supportsPreview=resp.supports_preview,
+                                           acceptResources=resp.accept_resources, acceptOutputs=resp.accept_outputs)
+
+        return await self._answer(context, configure)
 
     async def Check(self, request, context):  # noqa: N802
-        return await self._answer(context, lambda: ProviderServicer.Check(self, request, context))
+        async def check() -> Any:
+            resp = await self._provider.check(api.CheckRequest(
+                request.urn, PropertyValue.unmarshal_map(request.olds), PropertyValue.unmarshal_map(request.news),
+                request.randomSeed))
+            return proto.CheckResponse(
+                inputs=PropertyValue.marshal_map(resp.inputs or {}),
+                failures=[proto.CheckFailure(property=f.property, reason=f.reason) for f in resp.failures or []])
+
+        return await self._answer(context, check)
 
     async def Diff(self, request, context):  # noqa: N802
         async def diff() -> Any:

@@ -44,7 +44,11 @@ def to_python(value: Any) -> Any:
 
 
 def from_python(value: Any, secret: bool = False) -> Any:
-    """Plain Python as a PropertyValue (ints as floats, which is all Pulumi's wire format has)."""
+    """Plain Python as a PropertyValue (ints as floats, which is all Pulumi's wire format has).
+
+    An unknown stays the engine's sentinel string: that string is how the wire says unknown, and the
+    SDK's PropertyValue cannot marshal its own Computed (3.260).
+    """
     from pulumi.provider.experimental.property_value import PropertyValue
 
     if isinstance(value, PropertyValue):
