@@ -274,16 +274,22 @@ class TestGoLifecycle:
 # -- import and Ctrl-C -------------------------------------------------------------------
 
 
-def test_import_adopts_a_task_started_outside_pulumi_and_up_keeps_it(go_example, emulator, seeded, tmp_path):
+def export_outside_pulumi(emulator, image_id: str) -> tuple[str, str]:
+    """A fresh bucket, and a VMDK export into it started with boto3 (not Pulumi), completed."""
     emulator.reset()
     emulator.set_config(export_seconds=EXPORT_SECONDS)
     bucket = export_bucket(emulator)
     outside = emulator.client("ec2").export_image(
-        ImageId=seeded["image_id"], DiskImageFormat="VMDK", RoleName="vmimport",
+        ImageId=image_id, DiskImageFormat="VMDK", RoleName="vmimport",
         S3ExportLocation={"S3Bucket": bucket, "S3Prefix": "exports/"},
         TagSpecifications=[{"ResourceType": "export-image-task", "Tags": [{"Key": "team", "Value": "ops"}]}],
     )["ExportImageTaskId"]
     wait_until(lambda: task(emulator, outside)["Status"] == "completed", 30, "the export started outside Pulumi")
+    return bucket, outside
+
+
+def test_import_adopts_a_task_started_outside_pulumi_and_up_keeps_it(go_example, emulator, seeded, tmp_path):
+    bucket, outside = export_outside_pulumi(emulator, seeded["image_id"])
     program = go_program(go_example, tmp_path, emulator, seeded["image_id"], bucket, tags='{"team": "ops"}')
     try:
         changes = summary(program.run("import", "-id", outside))["changes"]
@@ -297,6 +303,21 @@ def test_import_adopts_a_task_started_outside_pulumi_and_up_keeps_it(go_example,
         assert program.changes("up") == {"same": 2}, "the next up keeps the adopted task"
         assert program.changes("destroy") == {"delete": 2}
         assert objects(emulator, bucket) == set()
+    finally:
+        program.teardown()
+
+
+def test_import_into_a_program_that_wants_another_format_is_refused_not_replaced(go_example, emulator, seeded,
+                                                                                tmp_path):
+    bucket, outside = export_outside_pulumi(emulator, seeded["image_id"])
+    program = go_program(go_example, tmp_path, emulator, seeded["image_id"], bucket, format="RAW")
+    try:
+        refused = program.run("import", "-id", outside, check=False)
+        assert refused.code != 0
+        assert "previously-imported resources that still specify an ID may not be replaced" in refused.stderr, refused
+        assert [t["ExportImageTaskId"] for t in all_tasks(emulator)] == [outside], "no export was started"
+        assert task(emulator, outside)["Status"] == "completed" and objects(emulator, bucket) == {
+            f"exports/{outside}.vmdk"}, "the adopted export is untouched"
     finally:
         program.teardown()
 
