@@ -177,7 +177,11 @@ class ImageExportProvider(ResourceProvider):
         return CheckResult(inputs, failures)
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        replaces, updates = self.changes(id_, olds, news)
+        return self.diff_result(olds, *self.changes(id_, olds, news))
+
+    @staticmethod
+    def diff_result(olds: Mapping[str, Any], replaces: list[str], updates: list[str]) -> DiffResult:
+        """The engine's answer for :meth:`changes`' ``replaces`` and ``updates`` (the plugin details them too)."""
         return DiffResult(
             changes=bool(replaces or updates),
             replaces=replaces,

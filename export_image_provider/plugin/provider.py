@@ -144,7 +144,7 @@ class ExportImagePlugin(api.Provider):
         news = values.inputs(request.new_inputs)
         olds = imports.as_read(values.inputs(request.old_state), news)
         replaces, updates = self.core.changes(request.resource_id, olds, news)
-        result = self.core.diff(request.resource_id, olds, news)
+        result = self.core.diff_result(olds, replaces, updates)
         detail = {values.camel(name): api.PropertyDiff(api.PropertyDiffKind.UPDATE_REPLACE, True) for name in replaces}
         detail.update({values.camel(name): api.PropertyDiff(api.PropertyDiffKind.UPDATE, True)
                        for name in updates if values.camel(name) not in detail})
