@@ -2,12 +2,16 @@
 
 Run by ``scripts/mutation [MODULE ...]``; not part of CI and not a test module.
 
-Why cosmic-ray and a scratch copy: cosmic-ray runs a shell test command per mutant in a fresh
-process, so tests that start the emulator subprocess work unchanged, and each module gets its own
-narrow test selection. It writes each mutant into the file it mutates; here that file lives in a
+Why cosmic-ray and a scratch copy: cosmic-ray runs a test command per mutant in a fresh process,
+so tests that start the emulator subprocess work unchanged. Each module has its pytest selections
+(``MODULES``); of those, each mutant runs only the tests that execute the lines it changes
+(``tests/mutation_select.py``, from one coverage run per module), which is the same verdict in a
+fraction of the time. It writes each mutant into the file it mutates; here that file lives in a
 throw-away copy of the package and tests (made with ``git ls-files``, so uncommitted edits are
 tested too), imported through ``PYTHONPATH``. The checkout itself is never written, so an
-interrupted run cannot leave a mutant behind; only ``tests/MUTATION.md`` is replaced, at the end.
+interrupted run cannot leave a mutant behind. Each module's run is kept in ``tests/mutation/<module>.json``
+(tracked, with the digest of the source it mutated, so a fresh checkout has every module's last run
+and a run of one module keeps the others'); ``tests/MUTATION.md`` is rendered from all of them.
 
 A survivor is either equivalent (no input can tell it apart) or a test gap. The verdicts of the
 equivalent ones are kept by hand in ``tests/mutation_equivalents.toml``, keyed by module and the
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import ast
 import datetime
+import hashlib
 import json
 import os
 import shlex
@@ -35,8 +40,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REPORT = REPO_ROOT / "tests" / "MUTATION.md"
 EQUIVALENTS = REPO_ROOT / "tests" / "mutation_equivalents.toml"
-RESULTS = REPO_ROOT / ".mutation"  # each module's last run (untracked), so modules can be run one at a time
-PYTEST = f"{sys.executable} -m pytest -x -q -p no:cacheprovider"
+RESULTS = REPO_ROOT / "tests" / "mutation"  # each module's last run, tracked
+PYTEST = "python -m pytest -x -q -p no:cacheprovider"  # as shown in the report
 
 # One natural mutation per site, like mutmut's: not every operator into every other one (which
 # mostly adds mutants any test kills), and not the random VariableReplacer/VariableInserter.
@@ -56,22 +61,26 @@ KEEP_OPERATORS = {
 }
 
 
-def chain(*selections: str) -> str:
-    """A shell script running each pytest selection in turn, stopping at the first failure."""
-    return " && ".join(f"{PYTEST} {selection}" for selection in selections)
+def chain(selections: list[list[str]]) -> str:
+    """The selections as one shell line (for the report): each in turn, stopping at the first failure."""
+    return " && ".join(f"{PYTEST} {shlex.join(selection)}" for selection in selections).replace(WHOLE + " ", "")
 
 
-# Per module: the fast tests that exercise it, cheapest and most telling first (a mutant is killed
-# by the first failing test, so most mutants never reach the slower selections).
+from mutation_select import WHOLE  # noqa: E402 - beside this file
+
+# Per module: the in-process tests that exercise it, cheapest and most telling first (each mutant
+# runs those of them that execute its lines, in this order, and stops at the first failure).
+PROVIDER_TESTS = [["tests/test_aws_corpus.py"], ["tests/test_provider.py"], ["tests/test_lifecycle_orders.py"],
+                  ["tests/test_emulator_provider.py"], ["tests/test_object_outputs.py"]]
 MODULES = {
-    "spec": chain("tests/test_spec.py", "tests/test_bad_input.py -k preview"),
-    "slots": chain("tests/test_slots.py"),
-    "waiter": chain("tests/test_waiter.py"),
-    "ownership": chain("tests/test_lifecycle_orders.py", "tests/test_provider.py"),
-    "errors": chain("tests/test_aws_corpus.py", "tests/test_emulator_provider.py", "tests/test_provider.py"),
-    "lifecycle": chain("tests/test_lifecycle_orders.py", "tests/test_provider.py"),
-    "aws": chain("tests/test_aws_corpus.py", "tests/test_emulator_provider.py", "tests/test_provider.py"),
-    "provider": chain("tests/test_provider.py", "tests/test_lifecycle_orders.py"),
+    "spec": [["tests/test_spec.py"], [WHOLE, "tests/test_bad_input.py", "-k", "preview"]],  # through the CLI
+    "slots": [["tests/test_slots.py"]],
+    "waiter": [["tests/test_waiter.py"]],
+    "ownership": PROVIDER_TESTS,
+    "errors": PROVIDER_TESTS,
+    "lifecycle": PROVIDER_TESTS,
+    "aws": PROVIDER_TESTS,
+    "provider": PROVIDER_TESTS,
 }
 
 
@@ -85,6 +94,7 @@ class Mutant:
     diff: str
     outcome: str
     verdict: str = ""
+    not_executed: bool = False  # survived because no test of the selection executes its lines
 
 
 @dataclass
@@ -98,6 +108,8 @@ class ModuleResult:
     not_run: int = 0
     note: str = ""
     before: str = ""
+    source_sha256: str = ""  # of the module as mutated: the report marks a run of since-changed source stale
+    annotation_only: int = 0  # mutants of annotations only, not run (see ANNOTATION_ONLY)
 
     def counted(self, outcome: str) -> list[Mutant]:
         return [m for m in self.mutants if m.outcome == outcome]
@@ -144,57 +156,75 @@ def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]
     return [((n.lineno, n.col_offset), (n.end_lineno, n.end_col_offset)) for n in found]
 
 
-def only(session: Path, keep: set[tuple[str, int]]) -> None:
-    """Skip every pending mutant but those whose (operator, line) is in ``keep``."""
+ANNOTATION_SKIP = "annotation only: not run"
+
+
+def skip(session: Path, keep: set[tuple[str, int]] | None, spans: list) -> None:
+    """Mark as skipped every pending mutant that changes only an annotation, and, with ``keep``, every
+    mutant whose (operator, line) is not in it."""
     from cosmic_ray.work_db import use_db
     from cosmic_ray.work_item import WorkerOutcome, WorkResult
 
     with use_db(str(session)) as db:
         for item in list(db.pending_work_items):
             mutation = item.mutations[0]
-            if (mutation.operator_name, mutation.start_pos[0]) not in keep:
-                db.set_result(item.job_id, WorkResult(output="not a survivor of the last run",
-                                                      worker_outcome=WorkerOutcome.SKIPPED))
+            where = (tuple(mutation.start_pos), tuple(mutation.end_pos))
+            if any(where[0] >= first and where[1] <= last for first, last in spans):
+                why = ANNOTATION_SKIP
+            elif keep is not None and (mutation.operator_name, mutation.start_pos[0]) not in keep:
+                why = "not a survivor of the last run"
+            else:
+                continue
+            db.set_result(item.job_id, WorkResult(output=why, worker_outcome=WorkerOutcome.SKIPPED))
 
 
 def mutate(module: str, scratch: Path, env: dict[str, str], previous: ModuleResult | None = None,
            budget: float | None = None) -> ModuleResult:
     """Run cosmic-ray on one module; with ``previous``, only on its survivors (tests added since, source unchanged)."""
+    from mutation_select import build_map
+
     bin_dir = Path(sys.executable).parent
-    command = MODULES[module]
+    selections = MODULES[module]
+    source = scratch / "export_image_provider" / f"{module}.py"
     all_operators = subprocess.run([bin_dir / "cosmic-ray", "operators"], capture_output=True, text=True,
                                    check=True).stdout.split()
     excluded = [f"{name}$" for name in all_operators if name not in KEEP_OPERATORS]
     started = time.monotonic()
-    subprocess.run(["/bin/sh", "-c", command], cwd=scratch, env=env, check=True, stdout=subprocess.DEVNULL)
+    mapping = build_map(module, selections, scratch, env)  # also the unmutated run: it must pass
     baseline = time.monotonic() - started
+    command = f"{sys.executable} tests/mutation_select.py {mapping}"
     config = scratch / f"cosmic-ray.{module}.toml"
     config.write_text(
         "[cosmic-ray]\n"
         f"module-path = {json.dumps(f'export_image_provider/{module}.py')}\n"
         f"timeout = {max(60.0, round(baseline * 4))}\n"
         "excluded-modules = []\n"
-        f"test-command = {json.dumps('/bin/sh -c ' + shlex.quote(command))}\n"
+        f"test-command = {json.dumps(command)}\n"
         "[cosmic-ray.distributor]\nname = \"local\"\n"
         "[cosmic-ray.filters.operators-filter]\n"
         f"exclude-operators = {json.dumps(excluded)}\n")
     session = scratch / f"{module}.sqlite"
     run([bin_dir / "cosmic-ray", "init", config, session], scratch, env)
     run([bin_dir / "cr-filter-operators", session, config], scratch, env)
+    keep = None
     if previous is not None:
-        only(session, {(m.operator, m.line) for m in previous.counted("survived") if not m.verdict})
+        keep = {(m.operator, m.line) for m in previous.counted("survived") if not m.verdict}
+    skip(session, keep, annotation_spans(source.read_text()))
     started = time.monotonic()
     try:
         subprocess.run([bin_dir / "cosmic-ray", "exec", config, session], cwd=scratch, env=env,
                        stdout=subprocess.DEVNULL, timeout=budget * 60 if budget else None)
     except subprocess.TimeoutExpired:
         print(f"mutation: {module}: stopped after the budget of {budget} min", file=sys.stderr)
-    result = collect(module, command, session, time.monotonic() - started, baseline)
+    result = collect(module, chain(selections), session, time.monotonic() - started, baseline)
+    result.source_sha256 = hashlib.sha256(source.read_bytes()).hexdigest()
     return merge(result, previous) if previous is not None else result
 
 
 def collect(module: str, command: str, session: Path, seconds: float, baseline: float) -> ModuleResult:
     """The outcomes recorded in a cosmic-ray session (mutants still pending are counted as not run)."""
+    from mutation_select import NOT_EXECUTED
+
     dump = subprocess.run([Path(sys.executable).parent / "cosmic-ray", "dump", session],
                           capture_output=True, text=True, check=True).stdout
     finished = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -202,6 +232,7 @@ def collect(module: str, command: str, session: Path, seconds: float, baseline: 
     for line in dump.splitlines():
         item, outcome = json.loads(line)
         if outcome and outcome["worker_outcome"] == "skipped":
+            result.annotation_only += outcome.get("output") == ANNOTATION_SKIP
             continue
         if not outcome:
             result.not_run += 1
@@ -211,7 +242,8 @@ def collect(module: str, command: str, session: Path, seconds: float, baseline: 
         before, after = changed_lines(diff)
         state = outcome["test_outcome"] if outcome["worker_outcome"] == "normal" else outcome["worker_outcome"]
         result.mutants.append(Mutant(item["job_id"], mutation["operator_name"], mutation["start_pos"][0],
-                                     before, after, diff, state))
+                                     before, after, diff, state,
+                                     not_executed=NOT_EXECUTED in (outcome.get("output") or "")))
     return result
 
 
@@ -223,7 +255,7 @@ def merge(rerun: ModuleResult, previous: ModuleResult) -> ModuleResult:
                   f"({sum(1 for m in previous.counted('survived') if not m.verdict)}) rerun "
                   f"{rerun.finished} in {rerun.seconds / 60:.1f} min after tests were added")
     rerun.seconds, rerun.finished = previous.seconds, previous.finished
-    rerun.not_run = previous.not_run
+    rerun.not_run, rerun.annotation_only = previous.not_run, previous.annotation_only
     rerun.before = previous.before or f"{len(previous.counted('killed'))} killed of {len(previous.mutants)}"
     return rerun
 
@@ -261,10 +293,14 @@ def render(results: list[ModuleResult]) -> str:
         "`tests/mutation_report.py`), run against that module's test selection below. A mutant is",
         "*killed* when the selection fails (or times out), *survives* when it passes. A survivor is",
         "*equivalent* when no input can tell it from the original (the reason is given, from",
-        "`tests/mutation_equivalents.toml`); any other survivor is a test gap.",
+        "`tests/mutation_equivalents.toml`); any other survivor is a test gap. Each mutant runs only",
+        "the tests of the selection that execute the lines it changes (`tests/mutation_select.py`);",
+        "a survivor whose lines no test executes is marked *not executed*. Mutants that change only",
+        "an annotation are not run: " + ANNOTATION_ONLY + ".",
         "",
-        "| module | mutants run | killed | survived | equivalent | killed / all | killed / non-equivalent | wall time | not run |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| module | mutants run | killed | survived | equivalent | killed / all | killed / non-equivalent "
+        "| wall time | annotation only | not run |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         total = len(r.mutants)
@@ -273,13 +309,17 @@ def render(results: list[ModuleResult]) -> str:
         equivalent = sum(1 for m in survived if m.verdict)
         useful = total - equivalent
         out.append(f"| {r.module} | {total} | {killed} | {len(survived)} | {equivalent} | "
-                   f"{killed / total:.1%} | {killed / useful if useful else 1:.1%} | {r.seconds / 60:.1f} min | "
-                   f"{r.not_run or ''} |")
+                   f"{killed / total if total else 0:.1%} | {killed / useful if useful else 1:.1%} | "
+                   f"{r.seconds / 60:.1f} min | {r.annotation_only} | {r.not_run or ''} |")
     for r in results:
         out += ["", f"## {r.module}", "",
                 f"Run {r.finished}; test command (unmutated run {f'{r.baseline:.0f} s' if r.baseline else 'not timed'}, "
                 f"mutants {r.seconds / 60:.1f} min):", "",
                 f"    {r.command}", ""]
+        current = hashlib.sha256((REPO_ROOT / "export_image_provider" / f"{r.module}.py").read_bytes()).hexdigest()
+        if r.source_sha256 != current:
+            out += [f"**Stale**: export_image_provider/{r.module}.py has changed since this run; run "
+                    f"`scripts/mutation {r.module}` again.", ""]
         if r.note:
             out += [f"Note: {r.note}" + (f"; before that: {r.before}." if r.before else "."), ""]
         if r.not_run:
@@ -292,6 +332,8 @@ def render(results: list[ModuleResult]) -> str:
             out.append("No survivors.")
         for m in sorted(survived, key=lambda m: m.line):
             verdict = f"**equivalent**: {m.verdict}" if m.verdict else "**not equivalent: test gap**"
+            if m.not_executed:
+                verdict += " (not executed by any test of the selection)"
             out += [f"- line {m.line}, `{m.operator}`: {verdict}", "", "  ```diff",
                     *[f"  {line}" for line in m.diff.splitlines() if not line.startswith(("---", "+++"))],
                     "  ```", ""]
@@ -300,7 +342,7 @@ def render(results: list[ModuleResult]) -> str:
 
 def save(result: ModuleResult) -> None:
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{result.module}.json").write_text(json.dumps(asdict(result), indent=1))
+    (RESULTS / f"{result.module}.json").write_text(json.dumps(asdict(result), indent=1) + "\n")
 
 
 def load(module: str) -> ModuleResult | None:
@@ -334,7 +376,10 @@ def main() -> int:
             print(f"mutation: {module}: {MODULES[module]}", file=sys.stderr, flush=True)
             previous = load(module) if args.survivors else None
             if args.survivors and previous is None:
-                parser.error(f"--survivors: {module} has no earlier run in {RESULTS.name}/")
+                parser.error(f"--survivors: {module} has no earlier run in tests/{RESULTS.name}/")
+            current = hashlib.sha256((REPO_ROOT / "export_image_provider" / f"{module}.py").read_bytes()).hexdigest()
+            if previous is not None and previous.source_sha256 != current:
+                parser.error(f"--survivors: export_image_provider/{module}.py changed since its last run: run it whole")
             if previous is not None:
                 judge(previous, verdicts)  # equivalent survivors are not rerun: no test can kill them
             if args.session:
