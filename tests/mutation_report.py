@@ -116,9 +116,9 @@ class ModuleResult:
 
 
 def scratch_copy(dest: Path) -> None:
-    """Copy the tracked (and modified) files of the package and tests into ``dest``."""
+    """Copy the tracked (and modified) files of the package, tests and IAM policies into ``dest``."""
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard",
-                             "export_image_provider", "tests", "pyproject.toml"],
+                             "export_image_provider", "tests", "policies", "pyproject.toml"],
                             cwd=REPO_ROOT, capture_output=True, check=True).stdout.decode().split("\0")
     for name in filter(None, listed):
         source = REPO_ROOT / name
@@ -189,9 +189,7 @@ def mutate(module: str, scratch: Path, env: dict[str, str], previous: ModuleResu
     all_operators = subprocess.run([bin_dir / "cosmic-ray", "operators"], capture_output=True, text=True,
                                    check=True).stdout.split()
     excluded = [f"{name}$" for name in all_operators if name not in KEEP_OPERATORS]
-    started = time.monotonic()
-    mapping = build_map(module, selections, scratch, env)  # also the unmutated run: it must pass
-    baseline = time.monotonic() - started
+    mapping, baseline = build_map(module, selections, scratch, env)  # also the unmutated run: it must pass
     command = f"{sys.executable} tests/mutation_select.py {mapping}"
     config = scratch / f"cosmic-ray.{module}.toml"
     config.write_text(

@@ -26,13 +26,17 @@ did not kill.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 WHOLE = "--whole"  # first word of a selection that is never narrowed
-PYTEST = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
+# A mutant that makes a wait endless fails its test after 3 minutes rather than the suite's 10 (pytest-timeout);
+# the unmutated selections, run with the same limit, must pass (build_map).
+PYTEST = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--timeout=180"]
 NOT_EXECUTED = "mutation_select: no test executes line(s)"  # how the report tells such survivors apart
 
 
@@ -43,23 +47,32 @@ def collected(selection: list[str], cwd: Path) -> list[str]:
     return [line for line in out.splitlines() if "::" in line]
 
 
-def build_map(module: str, selections: list[list[str]], scratch: Path, env: dict[str, str]) -> Path:
-    """Run the selections under coverage with per-test contexts; write and return the map's path."""
+def build_map(module: str, selections: list[list[str]], scratch: Path, env: dict[str, str]) -> tuple[Path, float]:
+    """Run the selections under coverage with per-test contexts; write the map and return its path, and
+    how long the selections take unmutated (under coverage; a cached run counts its own time)."""
     import coverage
 
     source = scratch / "export_image_provider" / f"{module}.py"
-    data_file = scratch / f".coverage.{module}"
     order: list[str] = []
     lines: dict[int, set[str]] = {}
-    for index, selection in enumerate(selections):
+    seconds = 0.0
+    for selection in selections:
         if selection[0] == WHOLE:
+            started = time.monotonic()
             subprocess.run([*PYTEST, *selection[1:]], cwd=scratch, check=True, stdout=subprocess.DEVNULL, env=env)
+            seconds += time.monotonic() - started
             continue
         order += collected(selection, scratch)
-        data_path = data_file.with_suffix(f".{index}")
-        subprocess.run([*PYTEST, "--cov=export_image_provider", "--cov-context=test",
-                        "--cov-report=", *selection], cwd=scratch, check=True, stdout=subprocess.DEVNULL,
-                       env={**env, "COVERAGE_FILE": str(data_path)})
+        # the whole package is measured, so modules sharing a selection in one run share its coverage run
+        data_path = scratch / f".coverage.{hashlib.sha256(json.dumps(selection).encode()).hexdigest()[:12]}"
+        timing = data_path.with_name(data_path.name + ".seconds")
+        if not timing.exists():
+            started = time.monotonic()
+            subprocess.run([*PYTEST, "--cov=export_image_provider", "--cov-context=test", "--cov-report=", *selection],
+                           cwd=scratch, check=True, stdout=subprocess.DEVNULL,
+                           env={**env, "COVERAGE_FILE": str(data_path)})
+            timing.write_text(str(time.monotonic() - started))
+        seconds += float(timing.read_text())
         data = coverage.CoverageData(basename=str(data_path))
         data.read()
         measured = next((f for f in data.measured_files() if Path(f).resolve() == source.resolve()), None)
@@ -77,7 +90,7 @@ def build_map(module: str, selections: list[list[str]], scratch: Path, env: dict
         # "" is coverage's context for code run outside any test (import time)
         "lines": {str(line): sorted(tests, key=lambda t: rank.get(t, len(rank))) for line, tests in lines.items()},
     }))
-    return path
+    return path, seconds
 
 
 def changed(pristine: str, mutated: str) -> list[int]:

@@ -352,3 +352,93 @@ def test_progress_curve_is_a_cli_flag_and_refuses_unknown_names(emulator):
     bad = subprocess.run([sys.executable, "-m", "export_image_provider.emulator", "--progress-curve", "sigmoid"],
                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--progress-curve: invalid choice: 'sigmoid'" in bad.stderr
+
+
+def test_the_waiters_curve_is_the_emulators_realistic_shape():
+    """The prediction assumes the shape the emulator serves by default (itself modelled on real exports)."""
+    served = [(0, 0.0)] + [(progress, fraction) for fraction, progress in SHAPES["realistic"]] + [(100, 1.0)]
+    assert list(WaitPolicy.from_dict(EXPORT_COMPLETE).curve) == [(float(p), float(f)) for p, f in served]
+
+
+def test_past_the_curves_last_point_the_fraction_is_its_last():
+    """A policy whose curve stops short of 100% (an override) predicts no further than its last point."""
+    assert curve_fraction(((0.0, 0.0), (50.0, 0.5)), 80) == 0.5
+
+
+HALVES = WaitPolicy.from_dict({**EXPORT_COMPLETE, "curve": [[0, 0.0], [25, 0.25], [50, 0.5], [100, 1.0]]})
+
+
+def test_each_agreeing_step_narrows_the_forecast_and_counts():
+    """Bounds on the duration: (since - start) / share and (seen - start) / share, intersected (exact here)."""
+    forecast = Forecast(start=1000.0, start_fraction=0.0)
+    forecast.observe(HALVES, 25, since=1012.5, seen=1025.0)
+    assert (forecast.low, forecast.high, forecast.agreeing) == (50.0, 100.0, 1)
+    forecast.observe(HALVES, 50, since=1050.0, seen=1075.0)  # 100..150: meets the first at exactly 100
+    assert (forecast.low, forecast.high, forecast.agreeing) == (100.0, 100.0, 2)
+    assert forecast.end() == (1100.0, 1100.0)
+
+
+def test_a_step_seen_at_the_first_poll_bounds_the_duration_from_zero():
+    forecast = Forecast(start=1000.0, start_fraction=0.0)
+    forecast.observe(HALVES, 25, since=1000.0, seen=1025.0)
+    assert (forecast.low, forecast.high, forecast.agreeing) == (0.0, 100.0, 1)
+
+
+def test_a_contradicting_step_restarts_the_count_from_itself():
+    forecast = Forecast(start=1000.0, start_fraction=0.0)
+    forecast.observe(HALVES, 25, since=1012.5, seen=1025.0)  # 50..100
+    forecast.observe(HALVES, 50, since=1100.0, seen=1110.0)  # 200..220: disagrees
+    assert (forecast.low, forecast.high, forecast.agreeing) == (200.0, 220.0, 1)
+
+
+def test_an_adopted_task_predicts_only_the_part_left():
+    """Anchored at 25% (adopted half way): a step to 50% took a quarter of the duration; 3/4 were left."""
+    forecast = Forecast(start=1000.0, start_fraction=0.25)
+    forecast.observe(HALVES, 50, since=1025.0, seen=1050.0)
+    assert (forecast.low, forecast.high) == (100.0, 200.0)
+    assert forecast.end() == (1075.0, 1150.0)
+
+
+def agreed(start, duration):
+    return Forecast(start=start, start_fraction=0.0, low=duration, high=duration, agreeing=2)
+
+
+@pytest.mark.parametrize("forecast, now, expected", [
+    # Far from the end of a 1000 s export: half the time left (80 s x lead 0.5), under the lag bound (50 s).
+    (agreed(1000.0, 1000.0), 1920.0, 40.0),
+    # Within the near window of a 100 s export: near = min(near_delay 8, 4% of 100 s) = 4 s.
+    (agreed(1000.0, 100.0), 1085.0, 4.0),
+    # Past the predicted end: back off to 5% of the time waited (150 s: 7.5 s), under the 10 s floor.
+    (agreed(1000.0, 100.0), 1150.0, 7.5),
+    # Near the end of a 40 s export: 4% is 1.6 s, raised to min_delay.
+    (agreed(1000.0, 40.0), 1039.0, 2.0),
+    # No step seen yet: the lag bound of the time waited, at least its floor.
+    (Forecast(start=1000.0, start_fraction=0.0), 1100.0, 10.0),
+    # Far from the end of a 6-hour export: the lag bound (1080 s) is capped by max_delay.
+    (agreed(1000.0, 21600.0), 4600.0, 300.0),
+])
+def test_next_delay_on_worked_examples(forecast, now, expected):
+    """Hand-computed from the policy's numbers (no jitter), on a clock that does not start at zero."""
+    assert next_delay(POLICY, forecast, now, rng=lambda: 0.0) == pytest.approx(expected)
+
+
+def test_a_cancellable_wait_sleeps_on_the_cancel_event():
+    """With ``cancelled`` and the default sleep, the waiter sleeps on the event, so a cancel ends the sleep at once."""
+    import threading
+
+    class Recorded(threading.Event):
+        def __init__(self):
+            super().__init__()
+            self.waits = []
+
+        def wait(self, timeout=None):
+            self.waits.append(timeout)
+            self.set()
+            return True
+
+    cancelled = Recorded()
+    quick = WaitPolicy.from_dict({**EXPORT_COMPLETE, "first_delay": 0.01, "budget_period": 0.01, "max_delay": 0.02})
+    first = Task("export-ami-0123456789abcdef0", "active", "validating", 0)
+    with pytest.raises(Exception) as raised:
+        wait_for_export(lambda: first, first, 60, quick, cancelled=cancelled)
+    assert type(raised.value).__name__ == "Cancelled" and len(cancelled.waits) == 1
