@@ -99,7 +99,10 @@ def test_forced_replacement_of_a_running_export_cancels_it_instead_of_queueing(w
     emulator.set_config(export_seconds=1)
     new = engine_replace(provider, old.id, old.outs, same_resource(old, wait_for_completion=True), forced=True)
     assert new.outs["status"] == "completed"
-    assert "waiting for a free export slot" not in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "waiting for a free export slot" not in err
+    name = old.outs["resource_key"].rsplit("/", 1)[-1]
+    assert f"{name}: cancelled export task {old.id}, the running export this replacement replaces" in err
     statuses = {t["ExportImageTaskId"]: t["Status"] for t in tasks(emulator)}
     assert statuses[old.id] in ("deleting", "deleted") and statuses[new.id] == "completed"
 
@@ -144,7 +147,8 @@ def test_changed_inputs_after_an_interrupted_create_cancel_its_task(world, emula
     statuses = {t["ExportImageTaskId"]: t["Status"] for t in tasks(emulator)}
     assert statuses[stale["ExportImageTaskId"]] in ("deleting", "deleted")
     assert statuses[created.id] == "completed"
-    assert f"cancelled export task {stale['ExportImageTaskId']}" in capsys.readouterr().err
+    name = inputs["resource_key"].rsplit("/", 1)[-1]  # every line about a resource starts with its name
+    assert f"{name}: cancelled export task {stale['ExportImageTaskId']}" in capsys.readouterr().err
 
 
 def test_changed_inputs_after_an_interrupted_create_that_finished_delete_its_image(world, emulator, provider, capsys):
@@ -201,6 +205,9 @@ def test_changing_existing_task_id_replaces(world, provider):
     assert not provider.diff("export-ami-0123456789abcdef0", olds, same).replaces
     other = {**olds, "existing_task_id": "export-ami-0123456789abcdef1"}
     assert provider.diff("export-ami-0123456789abcdef0", olds, other).replaces == ["existing_task_id"]
+    # Old state without that output (olds are whatever the state holds): the resource id decides.
+    bare = {k: v for k, v in olds.items() if k != "export_image_task_id"}
+    assert not provider.diff("export-ami-0123456789abcdef0", bare, {**bare, **same}).replaces
 
 
 def test_wait_for_completion_turned_on_waits_in_the_update(world, emulator, provider):

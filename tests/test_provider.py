@@ -288,6 +288,33 @@ def test_diff_ignores_case_only_format_changes_and_unchanged_inputs(world, provi
         assert tags.changes and not tags.replaces
 
 
+def test_diff_sees_case_changes_of_every_input_but_the_format(world, provider):
+    """Only the format is case-blind (AWS takes VMDK and vmdk); a prefix's case names another S3 key."""
+    olds = {**props(world), "region": "us-east-1", "description": "nightly"}
+    assert provider.diff("x", olds, {**olds, "s3_prefix": "EXPORTS/"}).replaces == ["s3_prefix"]
+    assert provider.diff("x", olds, {**olds, "description": "Nightly"}).replaces == ["description"]
+
+
+def test_diff_takes_no_prefix_and_an_empty_prefix_for_the_same(world, provider):
+    olds = {**props(world), "region": "us-east-1", "s3_prefix": ""}
+    assert not provider.diff("x", olds, {**olds, "s3_prefix": None}).changes
+
+
+def test_stack_config_is_read_key_by_key_when_the_sdk_hides_its_bag(world, provider):
+    """pulumi.dynamic's Config has no public iterator; an SDK without the private bag is read through get()."""
+
+    class KeysOnly:
+        def __init__(self, values):
+            self._values = values
+
+        def get(self, key, default=None):
+            return self._values.get(key, default)
+
+    provider.configure(ConfigureRequest(KeysOnly({"aws:region": "eu-west-1"})))
+    olds = {**props(world), "region": "us-east-1"}
+    assert provider.diff("x", olds, {**olds, "region": None}).replaces == ["region"]
+
+
 def test_region_defaults_come_from_stack_config(world, provider):
     provider.configure(ConfigureRequest(Config({"aws:region": "eu-west-1"}, "proj")))
     olds = {**props(world), "region": "us-east-1"}

@@ -362,7 +362,53 @@ def test_the_waiters_curve_is_the_emulators_realistic_shape():
 
 def test_past_the_curves_last_point_the_fraction_is_its_last():
     """A policy whose curve stops short of 100% (an override) predicts no further than its last point."""
-    assert curve_fraction(((0.0, 0.0), (50.0, 0.5)), 80) == 0.5
+    assert curve_fraction(((0.0, 0.0), (25.0, 0.3), (50.0, 0.5)), 80) == 0.5
+
+
+def test_the_curve_interpolates_between_its_points():
+    curve = WaitPolicy.from_dict(EXPORT_COMPLETE).curve  # ... (67, 0.45), (80, 0.52) ...
+    assert curve_fraction(curve, 74) == pytest.approx(0.45 + 0.07 * 7 / 13)
+
+
+def test_a_vertical_step_of_the_curve_gives_its_upper_fraction():
+    """Time passing at 0% (a validating phase drawn as a step): progress 0 is reached at the step's top."""
+    assert curve_fraction(((0.0, 0.0), (0.0, 0.1), (100.0, 1.0)), 0) == 0.1
+
+
+def test_the_policy_is_immutable():
+    """One policy is shared by every wait of the provider process, across threads."""
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        POLICY.max_delay = 1.0
+
+
+def test_the_first_describe_comes_after_first_delay_when_the_budget_allows():
+    """With a budget period overridden below it, first_delay (10 s) decides the first describe."""
+    sim = SimulatedExport(600)
+    run(sim, policy=WaitPolicy.from_dict({**EXPORT_COMPLETE, "budget_period": 1.0}))
+    assert sim.polls[0] == 10.0
+
+
+def test_a_wait_behind_its_budget_gets_no_extra_delay():
+    from export_image_provider.waiter import budget_delay
+
+    assert budget_delay(POLICY, start=1000.0, calls=0, now=1100.0) == 0.0
+    assert budget_delay(POLICY, start=1000.0, calls=1, now=1050.0) == 40.0  # the 2nd describe no earlier than 90 s
+
+
+def test_a_wait_without_a_cancel_event_sleeps_on_the_clock():
+    quick = WaitPolicy.from_dict({**EXPORT_COMPLETE, "first_delay": 0.01, "budget_period": 0.001, "max_delay": 0.02})
+    first = Task("export-ami-0123456789abcdef0", "active", "validating", 0)
+    done = Task("export-ami-0123456789abcdef0", "completed")
+    assert wait_for_export(lambda: done, first, 60, quick) == done
+
+
+def test_a_step_not_above_the_anchor_is_ignored():
+    """An adopted task anchored at 25% that reports 25% again tells nothing about the duration."""
+    forecast = Forecast(start=1000.0, start_fraction=0.25)
+    forecast.observe(HALVES, 25, since=1010.0, seen=1020.0)
+    assert (forecast.low, forecast.high, forecast.agreeing, forecast.end()) == (0.0, float("inf"), 0, None)
 
 
 HALVES = WaitPolicy.from_dict({**EXPORT_COMPLETE, "curve": [[0, 0.0], [25, 0.25], [50, 0.5], [100, 1.0]]})
@@ -416,10 +462,24 @@ def agreed(start, duration):
     (Forecast(start=1000.0, start_fraction=0.0), 1100.0, 10.0),
     # Far from the end of a 6-hour export: the lag bound (1080 s) is capped by max_delay.
     (agreed(1000.0, 21600.0), 4600.0, 300.0),
+    # 20 s before the near window of a 1000 s export (the last 30 s): those 20 s.
+    (agreed(1000.0, 1000.0), 1950.0, 20.0),
+    # Within the near window (the last 30 s) of a 1000 s export: near_delay.
+    (agreed(1000.0, 1000.0), 1980.0, 8.0),
+    # Just before the near window of a 100 s export (a fifth of it, 20 s): the 5 s left until it.
+    (agreed(1000.0, 100.0), 1075.0, 5.0),
+    # Ends predicted between 1900 and 2100: lead applies to the earliest (80 s left: 40 s).
+    (Forecast(start=1000.0, start_fraction=0.0, low=900.0, high=1100.0, agreeing=2), 1820.0, 40.0),
 ])
 def test_next_delay_on_worked_examples(forecast, now, expected):
     """Hand-computed from the policy's numbers (no jitter), on a clock that does not start at zero."""
     assert next_delay(POLICY, forecast, now, rng=lambda: 0.0) == pytest.approx(expected)
+
+
+def test_next_delay_below_a_second_when_min_delay_allows():
+    """A 20 s export 0.9 s before its near window (4 s), with min_delay overridden to 0.1 s: 0.9 s, not near (0.8 s)."""
+    fine = WaitPolicy.from_dict({**EXPORT_COMPLETE, "min_delay": 0.1})
+    assert next_delay(fine, agreed(1000.0, 20.0), 1015.1, rng=lambda: 0.0) == pytest.approx(0.9)
 
 
 def test_a_cancellable_wait_sleeps_on_the_cancel_event():
