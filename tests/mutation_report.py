@@ -71,7 +71,8 @@ from mutation_select import WHOLE  # noqa: E402 - beside this file
 # Per module: the in-process tests that exercise it, cheapest and most telling first (each mutant
 # runs those of them that execute its lines, in this order, and stops at the first failure).
 PROVIDER_TESTS = [["tests/test_aws_corpus.py"], ["tests/test_provider.py"], ["tests/test_lifecycle_orders.py"],
-                  ["tests/test_emulator_provider.py"], ["tests/test_object_outputs.py"]]
+                  ["tests/test_emulator_provider.py"], ["tests/test_object_outputs.py"],
+                  ["tests/test_stack_config.py", "-k", "not engine_path and not cli_path"]]
 MODULES = {
     "spec": [["tests/test_spec.py"], [WHOLE, "tests/test_bad_input.py", "-k", "preview"]],  # through the CLI
     "slots": [["tests/test_slots.py"]],
@@ -81,7 +82,8 @@ MODULES = {
     "lifecycle": PROVIDER_TESTS,
     "aws": PROVIDER_TESTS,
     # partial state needs the engine: its one test through the CLI runs for what the others leave alive
-    "provider": PROVIDER_TESTS + [[WHOLE, "tests/test_cli_orders.py::test_an_interrupted_create_leaves_its_task_in_state[up]"]],
+    "provider": PROVIDER_TESTS + [
+        [WHOLE, "tests/test_cli_orders.py::test_an_interrupted_create_leaves_its_task_in_state[up]"]],
 }
 
 

@@ -14,6 +14,8 @@ is a subprocess). Two cases are not narrowed:
 
 * a line executed only at import time (module constants, defaults, decorators, class bodies) is
   recorded under no test: every test may depend on it, so the whole selection runs;
+* lines are taken as coverage.py records them, by the first line of their statement (a mutant on
+  the third line of a signature or a dict belongs to the statement's first);
 * a line no test executes at all gives no test to run: the mutant survives, reported as such
   and marked (``NOT_EXECUTED``), which is what the whole selection would report unless a test ran the module
   in a child process, in which case this errs against the score, never for it.
@@ -103,10 +105,25 @@ def changed(pristine: str, mutated: str) -> list[int]:
     return touched
 
 
+def statements(pristine: str, touched: list[int]) -> set[int] | None:
+    """The first lines of the statements holding ``touched``, as coverage.py records them; None when
+    a touched line belongs to no statement coverage.py measures (it cannot say who runs it)."""
+    from coverage.parser import PythonParser
+
+    parser = PythonParser(text=pristine)
+    parser.parse_source()
+    first = {parser.first_line(line) for line in touched}
+    return first if first <= parser.statements else None
+
+
 def tests_for(mapping: dict, touched: list[int]) -> list[str] | None:
-    """The tests to run, in order; None for "the whole selection" (a line run at import time)."""
+    """The tests to run, in order; None for "the whole selection" (a line run at import time, or
+    one coverage.py does not measure)."""
+    lines = statements(mapping["pristine"], touched)
+    if lines is None:
+        return None
     chosen: set[str] = set()
-    for line in touched:
+    for line in lines:
         tests = mapping["lines"].get(str(line), [])
         if "" in tests:
             return None
@@ -126,7 +143,7 @@ def main(map_path: str) -> int:
     else:
         runs = ([tests] if tests else []) + whole
     if not runs:
-        print(f"{NOT_EXECUTED} {touched}", file=sys.stderr)
+        print(f"{NOT_EXECUTED} {touched}")  # cosmic-ray keeps the command's stdout only
     for selection in runs:
         code = subprocess.run([*PYTEST, *selection], cwd=root, stdout=subprocess.DEVNULL).returncode
         if code:

@@ -59,6 +59,16 @@ def test_adoption_of_a_running_task_with_another_format_is_refused(world, emulat
     emulator.client("ec2").cancel_export_task(ExportTaskId=task_id)
 
 
+def test_the_format_of_a_task_dropped_or_forbidden_in_describe_export_tasks_is_unknown(world, emulator, provider):
+    """DescribeExportTasks that does not know the id, or may not be called (not in the caller policy): None."""
+    gateway = AwsGateway("us-east-1")
+    assert gateway.export_location("export-ami-0123456789abcdef0") is None
+    task_id = _start_outside_pulumi(emulator, world, DiskImageFormat="VHD")
+    assert gateway.export_location(task_id)[0] == "VHD"
+    emulator.set_config(deny_actions="ec2:DescribeExportTasks")
+    assert gateway.export_location(task_id) is None
+
+
 # --- issue 8, defect 12: a 403 on the object is not "gone" ---------------------------------------------------
 
 

@@ -55,6 +55,19 @@ def task_tags(emulator, task_id):
     return {t["Key"]: t["Value"] for t in record["Tags"]}
 
 
+@pytest.mark.parametrize("length, hashed", [(256, False), (257, True)])
+def test_a_resource_key_is_tagged_as_is_while_it_fits_a_tag_value(length, hashed):
+    """AWS tag values take 256 characters: a key that fits stays readable; a longer one is its digest."""
+    import hashlib
+
+    from export_image_provider.ownership import identity_tags
+    from export_image_provider.spec import ExportSpec
+
+    key = "proj/stack/" + "n" * (length - len("proj/stack/"))
+    tag = identity_tags(ExportSpec("ami-0123456789abcdef0", "VMDK", "bucket", resource_key=key))[RESOURCE_TAG]
+    assert tag == ("sha256:" + hashlib.sha256(key.encode()).hexdigest() if hashed else key)
+
+
 def test_forced_replacement_with_unchanged_inputs_keeps_the_new_image(world, emulator, provider):
     """`pulumi up --replace`: the new create must not take the old resource's task (defect 1)."""
     old = provider.create(props(world))

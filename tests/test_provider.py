@@ -315,6 +315,15 @@ def test_stack_config_is_read_key_by_key_when_the_sdk_hides_its_bag(world, provi
     assert provider.diff("x", olds, {**olds, "region": None}).replaces == ["region"]
 
 
+def test_the_recorded_image_is_read_back_from_state_as_written():
+    from export_image_provider.provider import _recorded_image
+
+    assert _recorded_image({"s3_etag": None}) is None  # not seen completed
+    image = _recorded_image({"s3_etag": '"e"', "s3_object_size": 0, "s3_version_id": None, "s3_last_modified": "t"})
+    assert (image.size, image.etag, image.version_id, image.last_modified) == (0, '"e"', None, "t")
+    assert _recorded_image({"s3_etag": '"e"'}).size == 0  # state written before the size was an output
+
+
 def test_region_defaults_come_from_stack_config(world, provider):
     provider.configure(ConfigureRequest(Config({"aws:region": "eu-west-1"}, "proj")))
     olds = {**props(world), "region": "us-east-1"}

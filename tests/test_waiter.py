@@ -454,6 +454,8 @@ def agreed(start, duration):
     (agreed(1000.0, 1000.0), 1920.0, 40.0),
     # Within the near window of a 100 s export: near = min(near_delay 8, 4% of 100 s) = 4 s.
     (agreed(1000.0, 100.0), 1085.0, 4.0),
+    # At the latest predicted end: back off already, to 5% of the 100 s waited (5 s), not near (4 s).
+    (agreed(1000.0, 100.0), 1100.0, 5.0),
     # Past the predicted end: back off to 5% of the time waited (150 s: 7.5 s), under the 10 s floor.
     (agreed(1000.0, 100.0), 1150.0, 7.5),
     # Near the end of a 40 s export: 4% is 1.6 s, raised to min_delay.
