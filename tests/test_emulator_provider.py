@@ -59,6 +59,17 @@ def test_adoption_of_a_running_task_with_another_format_is_refused(world, emulat
     emulator.client("ec2").cancel_export_task(ExportTaskId=task_id)
 
 
+def test_adoption_without_describe_export_tasks_relies_on_the_object(world, emulator, provider):
+    """The documented caller policy has no ec2:DescribeExportTasks: a completed task is adopted by its object."""
+    task_id = _start_outside_pulumi(emulator, world)
+    emulator.advance(5)
+    emulator.set_config(deny_actions="ec2:DescribeExportTasks")
+    created = provider.create(props(world, existing_task_id=task_id))
+    assert created.id == task_id and created.outs["status"] == "completed"
+    with pytest.raises(Exception, match="does not exist: check disk_image_format"):
+        provider.create(props(world, existing_task_id=task_id, disk_image_format="RAW"))
+
+
 def test_the_format_of_a_task_dropped_or_forbidden_in_describe_export_tasks_is_unknown(world, emulator, provider):
     """DescribeExportTasks that does not know the id, or may not be called (not in the caller policy): None."""
     gateway = AwsGateway("us-east-1")

@@ -233,6 +233,17 @@ def test_wait_for_completion_turned_on_waits_in_the_update(world, emulator, prov
     assert object_exists(emulator, world["bucket"], updated.outs["s3_key"])
 
 
+def test_wait_for_completion_turned_on_after_the_export_failed_says_why(world, emulator, provider):
+    emulator.set_config(export_seconds=2, fail_at_progress=30)
+    created = provider.create(props(world, wait_for_completion=False))
+    emulator.advance(5)
+    [failed] = tasks(emulator)
+    assert failed["Status"] == "deleted" and failed["StatusMessage"]
+    with pytest.raises(Exception) as raised:
+        provider.update(created.id, created.outs, same_resource(created, wait_for_completion=True))
+    assert f"ended deleted ({failed['StatusMessage']}): run `pulumi refresh`, then `pulumi up`" in str(raised.value)
+
+
 def test_two_stacks_with_the_same_names_never_share_a_task(world, emulator, provider):
     """Two backends, one account: the stack identity keeps their tasks apart (defect 5).
 

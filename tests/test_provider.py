@@ -170,7 +170,8 @@ def test_delete_of_active_export_cancels_it_and_leaves_no_object(world, emulator
 
 def test_delete_too_late_to_cancel_waits_for_the_image_and_deletes_it(world, emulator, provider):
     emulator.set_config(export_seconds=100)
-    created = provider.create(props(world, wait_for_completion=False))
+    # timeout_minutes bounds that wait: 1 minute is plenty for the second it takes here
+    created = provider.create(props(world, wait_for_completion=False, timeout_minutes=1))
     emulator.advance(98)  # in the final transfer: CancelExportTask is refused
     finisher = threading.Timer(1.0, emulator.advance, args=(5,))
     finisher.start()
