@@ -135,7 +135,13 @@ def tests_for(mapping: dict, touched: list[int]) -> list[str] | None:
 def main(map_path: str) -> int:
     mapping = json.loads(Path(map_path).read_text())
     root = Path(map_path).parent
-    touched = changed(mapping["pristine"], (root / mapping["module"]).read_text())
+    mutated = (root / mapping["module"]).read_text()
+    try:
+        compile(mutated, mapping["module"], "exec")
+    except SyntaxError as error:  # the module no longer imports: every test that imports it fails
+        print(f"mutation_select: the mutant does not compile: {error}")
+        return 1
+    touched = changed(mapping["pristine"], mutated)
     tests = tests_for(mapping, touched)
     whole = [selection[1:] for selection in mapping["selections"] if selection[0] == WHOLE]
     if tests is None:

@@ -43,6 +43,14 @@ def test_next_token_on_describes_by_id_is_followed_or_ignored(world, emulator, p
     assert set(found) == {created.id, other}
 
 
+def test_a_batch_describe_with_an_id_aws_does_not_know_returns_the_others(world, emulator):
+    """AWS fails a DescribeExportImageTasks by ids as a whole when one is unknown: the gateway halves the batch."""
+    images = [emulator.client("ec2").register_image(Name=f"batch-{i}")["ImageId"] for i in range(3)]
+    known = [_start_outside_pulumi(emulator, world, ImageId=image) for image in images]
+    found = AwsGateway("us-east-1").describe_many([known[0], "export-ami-0123456789abcdef0", *known[1:]])
+    assert set(found) == set(known)
+
+
 def test_read_without_the_task_record_keeps_the_export_by_its_object(world, emulator, provider):
     created = provider.create(props(world))
     emulator.advance(RECORD_RETENTION_SECONDS + 60)  # the default retention: the record expires

@@ -68,6 +68,24 @@ def test_a_resource_key_is_tagged_as_is_while_it_fits_a_tag_value(length, hashed
     assert tag == ("sha256:" + hashlib.sha256(key.encode()).hexdigest() if hashed else key)
 
 
+def test_claiming_or_untagging_a_task_aws_dropped_is_fine_and_other_errors_are_told(world, emulator):
+    """A record AWS no longer keeps has nothing left to claim or untag; a refusal must not pass unseen."""
+    from export_image_provider.aws import AwsGateway, ExportError
+    from export_image_provider.ownership import _untag, claim
+
+    gateway = AwsGateway("us-east-1")
+    claim("export-ami-0123456789abcdef0", gateway)
+    _untag("export-ami-0123456789abcdef0", gateway)
+    task_id = emulator.client("ec2").export_image(
+        ImageId=world["image_id"], DiskImageFormat="VMDK",
+        S3ExportLocation={"S3Bucket": world["bucket"], "S3Prefix": "exports/"})["ExportImageTaskId"]
+    emulator.set_config(deny_actions="ec2:CreateTags,ec2:DeleteTags")
+    with pytest.raises(ExportError, match="UnauthorizedOperation"):
+        claim(task_id, gateway)
+    with pytest.raises(ExportError, match="UnauthorizedOperation"):
+        _untag(task_id, gateway)
+
+
 def test_forced_replacement_with_unchanged_inputs_keeps_the_new_image(world, emulator, provider):
     """`pulumi up --replace`: the new create must not take the old resource's task (defect 1)."""
     old = provider.create(props(world))
