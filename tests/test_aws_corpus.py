@@ -148,3 +148,13 @@ def test_slot_and_cancel_matching_against_the_emulators_wording_and_unknown_word
     emulator.set_config(export_seconds=0.0)
     done = _start_outside_pulumi(emulator, world, ImageId=ec2.register_image(Name="corpus-done")["ImageId"])
     assert gateway.cancel(done) == "finished"  # any IncorrectState wording: too late to cancel
+
+
+@pytest.mark.parametrize("error, code, words", [
+    (botocore.exceptions.NoCredentialsError(), "NoCredentials", "set AWS_PROFILE"),
+    (botocore.exceptions.NoRegionError(), "NoRegion", "aws:region"),
+    (botocore.exceptions.EndpointConnectionError(endpoint_url="https://ec2.example"), "EndpointConnectionError", ""),
+])
+def test_botocore_failures_without_an_aws_answer_become_one_line_each(error, code, words):
+    translated = translate("ExportImage", error)
+    assert translated.code == code and words in str(translated) and "\n" not in str(translated)

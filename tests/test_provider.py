@@ -316,6 +316,19 @@ def test_stack_config_is_read_key_by_key_when_the_sdk_hides_its_bag(world, provi
     assert provider.diff("x", olds, {**olds, "region": None}).replaces == ["region"]
 
 
+def test_outputs_are_not_all_made_secret():
+    """pulumi.dynamic would mark every output secret with this set; the README promises readable outputs."""
+    assert ImageExportProvider.serialize_as_secret_always is False
+
+
+def test_an_update_keeps_the_key_the_state_recorded(world, emulator, provider):
+    """The key in state is AWS's (its naming is not settled, see the facts file), not recomputed from the inputs."""
+    created = provider.create(props(world))
+    olds = {**created.outs, "s3_key": "exports/as-aws-named-it.vmdk"}
+    updated = provider.update(created.id, olds, {**olds, "tags": {"team": "infra"}})
+    assert updated.outs["s3_key"] == "exports/as-aws-named-it.vmdk"
+
+
 def test_the_recorded_image_is_read_back_from_state_as_written():
     from export_image_provider.provider import _recorded_image
 

@@ -219,7 +219,8 @@ def test_failure_raises_with_the_status_message():
 
 def test_timeout_names_the_task_and_leaves_it_running():
     sim = SimulatedExport(10_000)
-    with pytest.raises(WaitTimedOut, match=r"export-ami-0123456789abcdef0 is still active at \d+% after .*left running"):
+    with pytest.raises(WaitTimedOut, match=r"export-ami-0123456789abcdef0 is still active at \d+% after "
+                       r"timeout_minutes \(10\); it was left running"):
         run(sim, timeout=600)
     assert sim.now == pytest.approx(600)
 
