@@ -58,6 +58,7 @@ def test_read_without_the_task_record_keeps_the_export_by_its_object(world, emul
     read = provider.read(created.id, created.outs)
     assert read.id == created.id and read.outs["status"] == "completed"
     assert read.outs["tags"] == created.outs["tags"] == {"team": "platform"}  # AWS keeps no tags to read now
+    assert read.outs["progress"] == 100
 
 
 def test_adoption_of_a_running_task_with_another_format_is_refused(world, emulator, provider):

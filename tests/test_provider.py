@@ -155,6 +155,8 @@ def test_delete_of_completed_export_removes_the_object_and_tolerates_repeats(wor
     created = provider.create(props(world))
     provider.delete(created.id, created.outs)
     assert not object_exists(emulator, world["bucket"], created.outs["s3_key"])
+    [record] = tasks(emulator)  # AWS keeps a completed task's record: it must no longer name the resource
+    assert RESOURCE_TAG not in {t["Key"] for t in record.get("Tags", [])}
     provider.delete(created.id, created.outs)
     assert provider.read(created.id, created.outs).id == ""
 
