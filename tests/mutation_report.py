@@ -120,9 +120,9 @@ class ModuleResult:
 
 
 def scratch_copy(dest: Path) -> None:
-    """Copy the tracked (and modified) files of the package, tests and IAM policies into ``dest``."""
+    """Copy the tracked (and modified) files of the package, tests, IAM policies and README into ``dest``."""
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard",
-                             "export_image_provider", "tests", "policies", "pyproject.toml"],
+                             "export_image_provider", "tests", "policies", "pyproject.toml", "README.md"],
                             cwd=REPO_ROOT, capture_output=True, check=True).stdout.decode().split("\0")
     for name in filter(None, listed):
         source = REPO_ROOT / name
