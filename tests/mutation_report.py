@@ -66,7 +66,7 @@ def chain(selections: list[list[str]]) -> str:
     return " && ".join(f"{PYTEST} {shlex.join(selection)}" for selection in selections).replace(WHOLE + " ", "")
 
 
-from mutation_select import WHOLE  # noqa: E402 - beside this file
+from mutation_select import NOT_EXECUTED, WHOLE, build_map  # noqa: E402 - beside this file
 
 # Per module: the in-process tests that exercise it, cheapest and most telling first (each mutant
 # runs those of them that execute its lines, in this order, and stops at the first failure).
@@ -117,6 +117,11 @@ class ModuleResult:
 
     def counted(self, outcome: str) -> list[Mutant]:
         return [m for m in self.mutants if m.outcome == outcome]
+
+
+def source_digest(path: Path) -> str:
+    """What a run records of the source it mutated, so the report can tell a stale run."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def scratch_copy(dest: Path) -> None:
@@ -202,8 +207,6 @@ def skip(session: Path, keep: set[tuple[str, int]] | None, spans: list, sample: 
 def mutate(module: str, scratch: Path, env: dict[str, str], previous: ModuleResult | None = None,
            budget: float | None = None, sample: int | None = None) -> ModuleResult:
     """Run cosmic-ray on one module; with ``previous``, only on its survivors (tests added since, source unchanged)."""
-    from mutation_select import build_map
-
     bin_dir = Path(sys.executable).parent
     selections = MODULES[module]
     source = scratch / "export_image_provider" / f"{module}.py"
@@ -236,14 +239,12 @@ def mutate(module: str, scratch: Path, env: dict[str, str], previous: ModuleResu
     except subprocess.TimeoutExpired:
         print(f"mutation: {module}: stopped after the budget of {budget} min", file=sys.stderr)
     result = collect(module, chain(selections), session, time.monotonic() - started, baseline)
-    result.source_sha256 = hashlib.sha256(source.read_bytes()).hexdigest()
+    result.source_sha256 = source_digest(source)
     return merge(result, previous) if previous is not None else result
 
 
 def collect(module: str, command: str, session: Path, seconds: float, baseline: float) -> ModuleResult:
     """The outcomes recorded in a cosmic-ray session (mutants still pending are counted as not run)."""
-    from mutation_select import NOT_EXECUTED
-
     dump = subprocess.run([Path(sys.executable).parent / "cosmic-ray", "dump", session],
                           capture_output=True, text=True, check=True).stdout
     finished = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -280,25 +281,9 @@ def merge(rerun: ModuleResult, previous: ModuleResult) -> ModuleResult:
     return rerun
 
 
-def in_annotation(mutant: Mutant, source_lines: list[str], spans: list) -> bool:
-    """Whether the mutant changes only an annotation of the module as it is now (same line text)."""
-    removed = [line[1:] for line in mutant.diff.splitlines() if line.startswith("-") and not line.startswith("---")]
-    added = [line[1:] for line in mutant.diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
-    if len(removed) != 1 or len(added) != 1 or mutant.line > len(source_lines):
-        return False
-    if source_lines[mutant.line - 1] != removed[0]:
-        return False
-    first = next(i for i, (a, b) in enumerate(zip(removed[0] + "\0", added[0] + "\1")) if a != b)
-    last = len(removed[0]) - next(i for i, (a, b) in enumerate(zip(removed[0][::-1] + "\0", added[0][::-1] + "\1"))
-                                  if a != b)
-    return any((mutant.line, first) >= start and (mutant.line, last) <= end for start, end in spans)
-
-
 def judge(result: ModuleResult, verdicts: list[dict[str, str]]) -> None:
-    source = (REPO_ROOT / "export_image_provider" / f"{result.module}.py").read_text()
-    spans, lines = annotation_spans(source), source.splitlines()
     for mutant in result.counted("survived"):
-        mutant.verdict = ANNOTATION_ONLY if in_annotation(mutant, lines, spans) else ""
+        mutant.verdict = ""
         for verdict in verdicts:
             if (verdict["module"], verdict["before"], verdict["after"]) == (result.module, mutant.before, mutant.after):
                 mutant.verdict = verdict["why"]
@@ -336,8 +321,7 @@ def render(results: list[ModuleResult]) -> str:
                 f"Run {r.finished}; test command (unmutated run {f'{r.baseline:.0f} s' if r.baseline else 'not timed'}, "
                 f"mutants {r.seconds / 60:.1f} min):", "",
                 f"    {r.command}", ""]
-        current = hashlib.sha256((REPO_ROOT / "export_image_provider" / f"{r.module}.py").read_bytes()).hexdigest()
-        if r.source_sha256 != current:
+        if r.source_sha256 != source_digest(REPO_ROOT / "export_image_provider" / f"{r.module}.py"):
             out += [f"**Stale**: export_image_provider/{r.module}.py has changed since this run; run "
                     f"`scripts/mutation {r.module}` again.", ""]
         if r.note:
@@ -403,8 +387,8 @@ def main() -> int:
             previous = load(module) if args.survivors else None
             if args.survivors and previous is None:
                 parser.error(f"--survivors: {module} has no earlier run in tests/{RESULTS.name}/")
-            current = hashlib.sha256((REPO_ROOT / "export_image_provider" / f"{module}.py").read_bytes()).hexdigest()
-            if previous is not None and previous.source_sha256 != current:
+            module_path = REPO_ROOT / "export_image_provider" / f"{module}.py"
+            if previous is not None and previous.source_sha256 != source_digest(module_path):
                 parser.error(f"--survivors: export_image_provider/{module}.py changed since its last run: run it whole")
             if previous is not None:
                 judge(previous, verdicts)  # equivalent survivors are not rerun: no test can kill them
