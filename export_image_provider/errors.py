@@ -68,8 +68,8 @@ def translate(operation: str, error: Exception) -> ExportError:
     if isinstance(error, botocore.exceptions.NoRegionError):
         return ExportError(operation, "NoRegion", "no AWS region is set",
                            "set the region argument, `pulumi config set aws:region REGION`, or AWS_REGION")
-    if isinstance(error, botocore.exceptions.BotoCoreError):
-        return ExportError(operation, type(error).__name__, str(error))
+    if isinstance(error, botocore.exceptions.BotoCoreError):  # some, e.g. ParamValidationError, span lines
+        return ExportError(operation, type(error).__name__, " ".join(str(error).split()))
     raise error
 
 

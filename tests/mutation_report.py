@@ -70,7 +70,8 @@ from mutation_select import NOT_EXECUTED, WHOLE, build_map  # noqa: E402 - besid
 
 # Per module: the in-process tests that exercise it, cheapest and most telling first (each mutant
 # runs those of them that execute its lines, in this order, and stops at the first failure).
-PROVIDER_TESTS = [["tests/test_aws_corpus.py"], ["tests/test_provider.py"], ["tests/test_lifecycle_orders.py"],
+PROVIDER_TESTS = [["tests/test_aws_gateway.py"], ["tests/test_lifecycle_steps.py"],
+                  ["tests/test_aws_corpus.py"], ["tests/test_provider.py"], ["tests/test_lifecycle_orders.py"],
                   ["tests/test_emulator_provider.py"], ["tests/test_object_outputs.py"],
                   ["tests/test_stack_config.py", "-k", "not engine_path and not cli_path"]]
 MODULES = {
@@ -170,10 +171,10 @@ UNSAMPLED = "not in the sample"
 
 
 def skip(session: Path, keep: set[tuple[str, int]] | None, spans: list, sample: int | None = None,
-         seed: str = "") -> None:
+         seed: str = "", rest: bool = False) -> None:
     """Mark as skipped every pending mutant that changes only an annotation; with ``keep``, every
     mutant whose (operator, line) is not in it; with ``sample``, all but that many of the rest, drawn
-    at random (seeded by ``seed``, so a rerun draws the same ones)."""
+    at random (seeded by ``seed``, so a rerun draws the same ones); with ``rest`` too, the drawn ones."""
     import random
 
     from cosmic_ray.work_db import use_db
@@ -197,16 +198,17 @@ def skip(session: Path, keep: set[tuple[str, int]] | None, spans: list, sample: 
                 why = ANNOTATION_SKIP
             elif keep is not None and (mutation.operator_name, mutation.start_pos[0]) not in keep:
                 why = "not a survivor of the last run"
-            elif drawn is not None and item.job_id not in drawn:
-                why = UNSAMPLED
+            elif drawn is not None and (item.job_id in drawn) == rest:
+                why = UNSAMPLED if not rest else "run by the earlier sample"
             else:
                 continue
             db.set_result(item.job_id, WorkResult(output=why, worker_outcome=WorkerOutcome.SKIPPED))
 
 
 def mutate(module: str, scratch: Path, env: dict[str, str], previous: ModuleResult | None = None,
-           budget: float | None = None, sample: int | None = None) -> ModuleResult:
-    """Run cosmic-ray on one module; with ``previous``, only on its survivors (tests added since, source unchanged)."""
+           budget: float | None = None, sample: int | None = None, rest: bool = False) -> ModuleResult:
+    """Run cosmic-ray on one module; with ``previous``, only on its survivors (tests added since, source
+    unchanged), or with ``rest`` on the mutants its ``--sample`` run left out."""
     bin_dir = Path(sys.executable).parent
     selections = MODULES[module]
     source = scratch / "export_image_provider" / f"{module}.py"
@@ -229,9 +231,11 @@ def mutate(module: str, scratch: Path, env: dict[str, str], previous: ModuleResu
     run([bin_dir / "cosmic-ray", "init", config, session], scratch, env)
     run([bin_dir / "cr-filter-operators", session, config], scratch, env)
     keep = None
-    if previous is not None:
+    if previous is not None and rest:
+        sample = len(previous.mutants) + previous.not_run
+    elif previous is not None:
         keep = {(m.operator, m.line) for m in previous.counted("survived") if not m.verdict}
-    skip(session, keep, annotation_spans(source.read_text()), sample, seed=module)
+    skip(session, keep, annotation_spans(source.read_text()), sample, seed=module, rest=rest)
     started = time.monotonic()
     try:
         subprocess.run([bin_dir / "cosmic-ray", "exec", config, session], cwd=scratch, env=env,
@@ -240,7 +244,21 @@ def mutate(module: str, scratch: Path, env: dict[str, str], previous: ModuleResu
         print(f"mutation: {module}: stopped after the budget of {budget} min", file=sys.stderr)
     result = collect(module, chain(selections), session, time.monotonic() - started, baseline)
     result.source_sha256 = source_digest(source)
+    if previous is not None and rest:
+        return extend(result, previous)
     return merge(result, previous) if previous is not None else result
+
+
+def extend(rest: ModuleResult, sampled: ModuleResult) -> ModuleResult:
+    """A ``--sample`` run completed by a ``--rest`` run of the mutants it left out: the whole module's run."""
+    rest.mutants = sampled.mutants + rest.mutants
+    rest.not_run += sampled.not_run
+    rest.seconds += sampled.seconds
+    rest.annotation_only, rest.unsampled = sampled.annotation_only, 0
+    rest.note = (f"the sample of {len(sampled.mutants) + sampled.not_run} run {sampled.finished}"
+                 + (f" ({sampled.note})" if sampled.note else "")
+                 + f", completed {rest.finished} by `--rest` with the other {len(rest.mutants) - len(sampled.mutants)}")
+    return rest
 
 
 def collect(module: str, command: str, session: Path, seconds: float, baseline: float) -> ModuleResult:
@@ -371,6 +389,8 @@ def main() -> int:
                         help="stop each module after this long; the mutants not run are reported as such")
     parser.add_argument("--sample", type=int, metavar="N",
                         help="run N mutants per module drawn at random (seeded by the module's name), not all")
+    parser.add_argument("--rest", action="store_true",
+                        help="run the mutants the module's last --sample run left out, completing it")
     parser.add_argument("--session", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--report-only", action="store_true", help="rewrite the report from the last runs, run nothing")
     args = parser.parse_args()
@@ -384,20 +404,23 @@ def main() -> int:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(scratch), os.environ.get("PYTHONPATH")]))}
         for module in [] if args.report_only else args.modules or list(MODULES):
             print(f"mutation: {module}: {MODULES[module]}", file=sys.stderr, flush=True)
-            previous = load(module) if args.survivors else None
-            if args.survivors and previous is None:
-                parser.error(f"--survivors: {module} has no earlier run in tests/{RESULTS.name}/")
+            previous = load(module) if args.survivors or args.rest else None
+            if (args.survivors or args.rest) and previous is None:
+                parser.error(f"--survivors/--rest: {module} has no earlier run in tests/{RESULTS.name}/")
+            if args.rest and not previous.unsampled:
+                parser.error(f"--rest: the last run of {module} was not a --sample run")
             module_path = REPO_ROOT / "export_image_provider" / f"{module}.py"
             if previous is not None and previous.source_sha256 != source_digest(module_path):
-                parser.error(f"--survivors: export_image_provider/{module}.py changed since its last run: run it whole")
-            if previous is not None:
+                parser.error(f"--survivors/--rest: export_image_provider/{module}.py changed since its last run: "
+                             "run it whole")
+            if previous is not None and not args.rest:
                 judge(previous, verdicts)  # equivalent survivors are not rerun: no test can kill them
             if args.session:
                 started = (args.session.parent / f"cosmic-ray.{module}.toml").stat().st_mtime
                 result = collect(module, MODULES[module], args.session, time.time() - started, 0.0)
                 result.note = f"recorded from the session of a run still going, {result.seconds / 60:.0f} min in"
             else:
-                result = mutate(module, scratch, env, previous, args.budget, args.sample)
+                result = mutate(module, scratch, env, previous, args.budget, args.sample, args.rest)
             save(result)
             judge(result, verdicts)
             survived = result.counted("survived")

@@ -22,8 +22,8 @@ Tasks -- captured by each task when it is created:
 Limits and answers -- read at each call:
   ``max_active`` (5): active export tasks per account and region.
   ``by_id_next_token`` (None): a DescribeExportImageTasks by ids carries a NextToken,
-  as seen on AWS: "partial" (one record per page) or "trailing" (all records, then a
-  token to an empty page).
+  as seen on AWS: "partial" (one record per page), "trailing" (all records, then a
+  token to an empty page) or "stuck" (the first record and the same token, forever).
   ``caller_policy`` (false): evaluate the IAM policies of the calling identity (moto's
   IAM access control): requests must be signed with keys of an IAM user of the account,
   EC2 answers UnauthorizedOperation, S3 AccessDenied; ExportImage also needs

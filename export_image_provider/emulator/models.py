@@ -97,8 +97,8 @@ def _locked(method: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _encode_token(seq: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"after": seq}).encode()).decode()
+def _encode_token(seq: int, again: bool = False) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"after": seq, **({"again": True} if again else {})}).encode()).decode()
 
 
 def _decode_token(token: str) -> int:
@@ -232,10 +232,12 @@ class ExportImageBackend:
         states = (filters or {}).get("task-state")
         if states:
             tasks = [t for t in tasks if t.status in states]
+        mode = self.registry.config.by_id_next_token if task_ids else None
+        if mode == "stuck" and tasks:
+            return [tasks[0].record(now)], _encode_token(tasks[0].seq - 1, again=True)
         if next_token:
             after = _decode_token(next_token)
             tasks = [t for t in tasks if t.seq > after]
-        mode = self.registry.config.by_id_next_token if task_ids else None
         page = 1 if mode == "partial" and max_results is None else max_results
         token = None
         if page is not None and len(tasks) > page:

@@ -66,6 +66,8 @@ SERVICE_EXTERNAL_ID = "vmimport"
 """The sts:ExternalId VM Import/Export presents when it assumes the service role. A trust
 statement with other condition keys than sts:ExternalId is taken as met (a guess)."""
 
-BY_ID_NEXT_TOKEN_MODES = ("partial", "trailing")
+BY_ID_NEXT_TOKEN_MODES = ("partial", "trailing", "stuck")
 """``by_id_next_token``: how a describe by ids carries a NextToken (seen on AWS, shape unknown):
-``partial`` one record per page, ``trailing`` every record plus a token to an empty page."""
+``partial`` one record per page, ``trailing`` every record plus a token to an empty page,
+``stuck`` the first record and the same token on every page (a paginator that never ends: the
+provider must stop, not loop or read the missing records as gone)."""

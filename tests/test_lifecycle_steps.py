@@ -1,0 +1,130 @@
+"""Steps of the lifecycle one at a time, against the emulator over HTTP: what a wait says while it waits,
+what it does when AWS drops the record under it, a delete whose cancel comes too late and never ends,
+a finished export waking a create that waits for a slot, and the words of a refused adoption."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import threading
+import uuid
+
+import pytest
+
+from export_image_provider.aws import AwsGateway
+from export_image_provider.emulator.unsettled import RECORD_RETENTION_SECONDS
+from export_image_provider.image import S3Object
+from export_image_provider.lifecycle import (ExportFailed, adoptable, create_export, delete_export, replaced,
+                                             wait_until_exported)
+from export_image_provider.spec import to_spec
+from export_image_provider.waiter import load_policy
+from test_provider import FAST_WAITER, props
+from test_provider import fresh_tasks, world  # noqa: F401 - pytest fixtures
+
+WEEK_AND_A_DAY = RECORD_RETENTION_SECONDS + 24 * 3600
+
+
+def spec_of(world, **changes):
+    return to_spec(props(world, **changes))
+
+
+def register_image(emulator) -> str:
+    return emulator.client("ec2").register_image(Name=f"steps-{uuid.uuid4().hex[:8]}")["ImageId"]
+
+
+def replay(emulator, world, status: str, message: str | None = None, progress: str | None = None) -> str:
+    """A task record as AWS reports it, which the emulator keeps as it is (it never advances)."""
+    task_id = f"export-ami-{uuid.uuid4().hex[:17]}"
+    record = {"ExportImageTaskId": task_id, "Status": status,
+              "S3ExportLocation": {"S3Bucket": world["bucket"], "S3Prefix": "exports/"}}
+    record.update({k: v for k, v in (("StatusMessage", message), ("Progress", progress)) if v is not None})
+    emulator.control("POST", "tasks", {"record": record, "disk_image_format": "VMDK"})
+    return task_id
+
+
+def test_a_wait_reports_progress_and_status_message(world, emulator):
+    emulator.set_config(export_seconds=2.0)
+    spec, gateway, lines = spec_of(world), AwsGateway("us-east-1"), []
+    started = create_export(dataclasses.replace(spec, wait_for_completion=False), gateway, lines.append)
+    task = gateway.describe(started.task_id)
+    wait_until_exported(spec, task, gateway, lines.append)
+    reports = [line for line in lines if f"{task.task_id} active" in line]
+    assert reports and all(re.fullmatch(rf".*: {task.task_id} active \d+%( \S.*)?", line) for line in reports), lines
+    assert lines[-1].endswith(f"{task.task_id} completed: s3://{spec.s3_bucket}/{spec.s3_key(task.task_id)}")
+
+
+def test_a_record_dropped_during_a_wait_is_judged_by_its_object(world, emulator):
+    """AWS forgets task records (after about a week, facts file): a wait that loses its task keeps an export
+    whose image is in S3, and fails, saying so, for one whose image is not there."""
+    gateway, lines = AwsGateway("us-east-1"), []
+    spec = spec_of(world, wait_for_completion=False)
+    exported = gateway.describe(create_export(spec, gateway, lines.append).task_id)
+    spec_b = spec_of(world, wait_for_completion=False, image_id=register_image(emulator))
+    lost = gateway.describe(create_export(spec_b, gateway, lines.append).task_id)
+    emulator.advance(WEEK_AND_A_DAY)
+    assert gateway.describe(exported.task_id) is None and gateway.describe(lost.task_id) is None
+    emulator.client("s3").delete_object(Bucket=spec_b.s3_bucket, Key=spec_b.s3_key(lost.task_id))
+
+    kept = wait_until_exported(spec, exported, gateway, lines.append)
+    assert (kept.task_id, kept.status) == (exported.task_id, "completed")
+    with pytest.raises(ExportFailed, match=f"export task {lost.task_id} is no longer reported .*, "
+                                           "and no image was written"):
+        wait_until_exported(spec_b, lost, gateway, lines.append)
+
+
+def test_a_delete_whose_cancel_came_too_late_gives_up_at_timeout_minutes(world, emulator):
+    """A task past the point of cancelling is waited for, so its object is deleted once it lands; one that
+    never lands ends the delete at timeout_minutes, with the task named and left as it is."""
+    emulator.set_config(export_seconds=0.0)  # a replayed record never advances: active at 99% for ever
+    task_id = replay(emulator, world, "active", "converting", "99")
+    spec = dataclasses.replace(spec_of(world), timeout_minutes=0.01)
+    lines = []
+    with pytest.raises(ExportFailed) as failed:
+        delete_export(spec, task_id, AwsGateway("us-east-1"), lines.append)
+    assert str(failed.value) == (f"delete: export task {task_id} is still active at 99% after timeout_minutes (0.01); "
+                                 "it was left running: run `pulumi up` again to resume waiting for it, "
+                                 "or raise timeout_minutes")
+    assert any(line.endswith(f"export task {task_id}: cancel finished") for line in lines), lines
+
+
+def test_a_finished_export_lets_a_create_waiting_for_a_slot_start_at_once(world, emulator):
+    """The waiting create would retry only after its retry delay (here 2 min, past its 30 s timeout):
+    the end of the other create's wait must wake it."""
+    emulator.set_config(export_seconds=2.0, max_active=1)
+    gateway = AwsGateway("us-east-1")
+    slow_retry = load_policy({"EXPORT_IMAGE_PROVIDER_WAITER": json.dumps({**json.loads(FAST_WAITER), "first_delay": 120.0})})
+    results: dict[str, object] = {}
+
+    def first() -> None:
+        results["first"] = create_export(spec_of(world), gateway, lambda line: None)
+
+    thread = threading.Thread(target=first, daemon=True)
+    thread.start()
+    while not emulator.calls().get("ec2:ExportImage"):
+        assert thread.is_alive(), results
+    second = spec_of(world, image_id=register_image(emulator), wait_for_completion=False, timeout_minutes=0.5)
+    waited = []
+    state = create_export(second, gateway, waited.append, slow_retry)
+    thread.join(60)
+    assert results["first"].status == "completed"
+    assert state.status == "active" and any("waiting for a free export slot" in line for line in waited), waited
+
+
+@pytest.mark.parametrize("message", ["ServerError: the disk could not be converted", None])
+def test_a_refused_adoption_quotes_the_tasks_status_message(world, emulator, message):
+    task_id = replay(emulator, world, "deleted", message)
+    with pytest.raises(ExportFailed) as refused:
+        adoptable(task_id, AwsGateway("us-east-1"))
+    assert f"export task {task_id} is deleted ({message or 'no message'}) and cannot be adopted" in str(refused.value)
+
+
+@pytest.mark.parametrize("known, found, verdict", [
+    (S3Object(5, "e1", "v1", "t"), S3Object(5, "e1", "v1", "t"), False),
+    (S3Object(5, "e1", "v1", "t"), S3Object(5, "e1", "v2", "t"), True),  # another version, same bytes
+    (S3Object(5, "e1", None, "t"), S3Object(5, "e2", None, "t"), True),
+    (S3Object(5, "e1", None, "t"), S3Object(5, "e1", "v9", "t"), False),  # versioning switched on since
+    (S3Object(5, "", None, "t"), S3Object(5, "e2", None, "t"), False),  # nothing known to compare
+])
+def test_replaced_tells_another_object_from_the_known_one(known, found, verdict):
+    assert replaced(known, found) is verdict
