@@ -103,7 +103,7 @@ def create_export(spec: ExportSpec, gateway: AwsGateway, log: Log, policy: WaitP
     ExportImage safe.
     """
     policy = policy or load_policy()
-    deadline = time.monotonic() + spec.timeout_minutes * 60
+    deadline = time.monotonic() + spec.timeout_seconds
     if spec.existing_task_id:
         found = adopt(spec, gateway)
         try:
@@ -142,7 +142,7 @@ def wait_until_exported(
     name = _name(spec)
     policy = policy or load_policy()
     if deadline is None:
-        deadline = time.monotonic() + spec.timeout_minutes * 60
+        deadline = time.monotonic() + spec.timeout_seconds
 
     def report(latest: ExportTask) -> None:
         if latest.status == "completed":
@@ -153,7 +153,7 @@ def wait_until_exported(
 
     try:
         task = wait_for_export(
-            lambda: gateway.describe(task.task_id), task, max(0.0, deadline - time.monotonic()), policy, report,
+            lambda: gateway.describe(task.task_id), task, deadline - time.monotonic(), policy, report,
             cancelled=CANCELLED,
         )
     except Cancelled:
@@ -188,15 +188,16 @@ def adopt(spec: ExportSpec, gateway: AwsGateway) -> ExportTask:
     if task.image_id is not None:
         theirs["image_id"] = task.image_id
     location = gateway.export_location(task_id)
-    if location is not None:
-        theirs["disk_image_format"] = location[0]
+    fmt, bucket, written = location if location is not None else (None, None, None)
+    if fmt is not None:
+        theirs["disk_image_format"] = fmt
     for name, value in theirs.items():
         if value != getattr(spec, name):
             raise ExportFailed(f"existing_task_id: export task {task_id} has {name}={value!r} but the {name} "
                                f"argument is {getattr(spec, name)!r}: set {name} to the task's, or drop existing_task_id")
     key = spec.s3_key(task_id)
-    if location is not None and location[2] and location[2] != key:
-        raise ExportFailed(f"existing_task_id: export task {task_id} writes s3://{location[1]}/{location[2]}, not "
+    if written and written != key:
+        raise ExportFailed(f"existing_task_id: export task {task_id} writes s3://{bucket}/{written}, not "
                            f"s3://{spec.s3_bucket}/{key}: check s3_prefix and disk_image_format")
     if task.status == "completed" and not gateway.object_exists(spec.s3_bucket, key):
         raise ExportFailed(f"existing_task_id: export task {task_id} completed, but s3://{spec.s3_bucket}/{key} "
@@ -356,7 +357,7 @@ def delete_export(spec: ExportSpec, task_id: str, gateway: AwsGateway, log: Log,
             return
         if outcome == "finished":
             try:
-                task = wait_for_export(lambda: gateway.describe(task_id), task, spec.timeout_minutes * 60)
+                task = wait_for_export(lambda: gateway.describe(task_id), task, spec.timeout_seconds)
             except (WaitFailed, TaskVanished):
                 pass
             except WaitTimedOut as timeout:

@@ -69,6 +69,11 @@ class ExportSpec:
     stack_identity: str | None = None
 
     @property
+    def timeout_seconds(self) -> float:
+        """``timeout_minutes`` as the waits count it: the one place minutes become seconds."""
+        return self.timeout_minutes * 60
+
+    @property
     def extension(self) -> str:
         return self.disk_image_format.lower()
 

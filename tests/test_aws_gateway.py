@@ -193,7 +193,7 @@ SPEC = ExportSpec(image_id="ami-0123456789abcdef0", disk_image_format="VMDK", s3
                   s3_prefix="exports/", role_name=None)
 
 
-@pytest.mark.parametrize("operation, call", [
+CALLS = [
     ("ExportImage", lambda g: g.start_export(SPEC, "token", {})),
     ("DescribeExportImageTasks", lambda g: g.describe_many([None])),
     ("DescribeExportTasks", lambda g: g.export_location(None)),
@@ -203,7 +203,10 @@ SPEC = ExportSpec(image_id="ami-0123456789abcdef0", disk_image_format="VMDK", s3
     ("HeadObject", lambda g: g.head_object("not a bucket!", "exports/x.vmdk")),
     ("DeleteObject", lambda g: g.delete_object("not a bucket!", "exports/x.vmdk")),
     ("DeleteObject", lambda g: g.delete_object("not a bucket!", "exports/x.vmdk", "v1")),
-])
+]
+
+
+@pytest.mark.parametrize("operation, call", CALLS)
 def test_botocores_own_refusals_leave_every_call_as_one_line(world, operation, call):
     """Failures that never reach AWS (here botocore's parameter validation) are translated like AWS's."""
     with pytest.raises(ExportError) as raised:
@@ -211,3 +214,29 @@ def test_botocores_own_refusals_leave_every_call_as_one_line(world, operation, c
     assert (raised.value.operation, raised.value.code) == (operation, "ParamValidationError")
     assert "\n" not in str(raised.value)
 
+
+
+@pytest.mark.parametrize("action, call", [
+    ("ec2:DescribeExportImageTasks", lambda g: list(g.tasks_tagged("owner", "me"))),
+    ("ec2:DescribeExportImageTasks", lambda g: g.describe_many(unknown_ids(1))),
+    ("ec2:CreateTags", lambda g: g.set_tags(unknown_ids(1)[0], {"team": "platform"})),
+    ("ec2:DeleteTags", lambda g: g.remove_tags(unknown_ids(1)[0], ["team"])),
+    ("ec2:CancelExportTask", lambda g: g.cancel(unknown_ids(1)[0])),
+    ("sts:GetCallerIdentity", lambda g: g.account_id),
+])
+def test_a_denied_call_is_one_line_naming_aws_code(world, emulator, action, call):
+    gateway = AwsGateway("us-east-1", AwsAuth(access_key="testing", secret_key="testing", token=uuid.uuid4().hex))
+    emulator.set_config(deny_actions=action)
+    with pytest.raises(ExportError) as raised:
+        call(gateway)
+    assert raised.value.code in ("UnauthorizedOperation", "AccessDenied") and "\n" not in str(raised.value)
+
+
+def test_a_records_description_is_kept_and_an_empty_one_is_none(world, emulator):
+    ids = unknown_ids(2)
+    for task_id, description in zip(ids, ("nightly build", "")):
+        record = {"ExportImageTaskId": task_id, "Status": "completed", "Description": description,
+                  "S3ExportLocation": {"S3Bucket": "gateway-bucket", "S3Prefix": "exports/"}}
+        emulator.control("POST", "tasks", {"record": record, "disk_image_format": "VMDK"})
+    found = AwsGateway("us-east-1").describe_many(ids)
+    assert [found[i].description for i in ids] == ["nightly build", None]

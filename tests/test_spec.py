@@ -151,3 +151,8 @@ def test_fingerprint_follows_what_the_export_produces():
     assert base.fingerprint() != to_spec({**VALID, "disk_image_format": "RAW"}).fingerprint()
     assert base.fingerprint() != to_spec({**VALID, "s3_prefix": "p/"}).fingerprint()
     assert isinstance(base, ExportSpec)
+
+
+def test_timeout_minutes_become_seconds_in_one_place():
+    spec = ExportSpec(image_id="ami-0123456789abcdef0", disk_image_format="VMDK", s3_bucket="b", timeout_minutes=1.5)
+    assert spec.timeout_seconds == 90.0
