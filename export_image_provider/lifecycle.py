@@ -121,7 +121,7 @@ def create_export(spec: ExportSpec, gateway: AwsGateway, log: Log, policy: WaitP
         task = _start(spec, gateway, log, policy, deadline)
     if spec.wait_for_completion:
         try:
-            task = wait_until_exported(spec, task, gateway, log, policy, deadline, release_slot=True)
+            task = wait_until_exported(spec, task, gateway, log, policy, deadline)
         except ExportIncomplete as incomplete:
             incomplete.state = _state(spec, incomplete.task)
             raise
@@ -136,7 +136,6 @@ def wait_until_exported(
     log: Log,
     policy: WaitPolicy | None = None,
     deadline: float | None = None,
-    release_slot: bool = False,
 ) -> ExportTask:
     """Follow the task until its image is in S3; ExportFailed, naming the task, on failure or timeout."""
     name = _name(spec)
@@ -168,8 +167,7 @@ def wait_until_exported(
             raise ExportFailed(f"{name}: {vanished}, and no image was written") from None
         task = ExportTask(task_id=task.task_id, status="completed", tags=task.tags)
     finally:
-        if release_slot:
-            queue_for(gateway.region).release()
+        queue_for(gateway.region).release()  # an export of this process ended, or stopped being waited for
     log(f"{name}: {task.task_id} completed: s3://{spec.s3_bucket}/{spec.s3_key(task.task_id)}")
     return task
 

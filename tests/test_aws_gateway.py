@@ -128,6 +128,14 @@ def test_a_tag_search_yields_only_the_tasks_carrying_the_tag(world, emulator):
     assert len(found) == 2 and mine[0] in [t.task_id for t in found]
 
 
+def test_a_tag_search_asks_for_the_largest_page_aws_allows(world, emulator):
+    """MaxResults takes 1..500 (facts file): 500 tasks are one call."""
+    replay(emulator, 500, tags={"owner": "me"})
+    emulator.reset_calls()
+    assert len(list(AwsGateway("us-east-1").tasks_tagged("owner", "me"))) == 500
+    assert describes(emulator) == 1
+
+
 def test_cancelling_a_malformed_id_is_an_error_not_gone(world, emulator):
     gateway = AwsGateway("us-east-1")
     assert gateway.cancel(unknown_ids(1)[0]) == "gone"

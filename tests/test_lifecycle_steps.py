@@ -16,7 +16,7 @@ from export_image_provider.aws import AwsGateway
 from export_image_provider.emulator.unsettled import RECORD_RETENTION_SECONDS
 from export_image_provider.image import S3Object
 from export_image_provider.lifecycle import (ExportFailed, adoptable, create_export, delete_export, replaced,
-                                             wait_until_exported)
+                                             update_export, wait_until_exported)
 from export_image_provider.spec import to_spec
 from export_image_provider.waiter import load_policy
 from test_provider import FAST_WAITER, props
@@ -88,16 +88,23 @@ def test_a_delete_whose_cancel_came_too_late_gives_up_at_timeout_minutes(world, 
     assert any(line.endswith(f"export task {task_id}: cancel finished") for line in lines), lines
 
 
-def test_a_finished_export_lets_a_create_waiting_for_a_slot_start_at_once(world, emulator):
+@pytest.mark.parametrize("waited_by", ["its create", "an update"])
+def test_a_finished_export_lets_a_create_waiting_for_a_slot_start_at_once(world, emulator, waited_by):
     """The waiting create would retry only after its retry delay (here 2 min, past its 30 s timeout):
-    the end of the other create's wait must wake it."""
+    the end of the wait on the other export, in its create or in an update that waits for it, wakes it."""
     emulator.set_config(export_seconds=2.0, max_active=1)
     gateway = AwsGateway("us-east-1")
     slow_retry = load_policy({"EXPORT_IMAGE_PROVIDER_WAITER": json.dumps({**json.loads(FAST_WAITER), "first_delay": 120.0})})
     results: dict[str, object] = {}
+    spec = spec_of(world)
+    if waited_by == "its create":
+        def first() -> None:
+            results["first"] = create_export(spec, gateway, lambda line: None)
+    else:
+        started = create_export(dataclasses.replace(spec, wait_for_completion=False), gateway, lambda line: None)
 
-    def first() -> None:
-        results["first"] = create_export(spec_of(world), gateway, lambda line: None)
+        def first() -> None:
+            results["first"] = update_export(spec, started.task_id, started.tags, "active", gateway, lambda line: None)
 
     thread = threading.Thread(target=first, daemon=True)
     thread.start()
