@@ -15,8 +15,8 @@ import pytest
 from export_image_provider.aws import AwsGateway
 from export_image_provider.emulator.unsettled import RECORD_RETENTION_SECONDS
 from export_image_provider.image import S3Object
-from export_image_provider.lifecycle import (ExportFailed, adoptable, create_export, delete_export, replaced,
-                                             update_export, wait_until_exported)
+from export_image_provider.lifecycle import (ExportFailed, adoptable, create_export, delete_export, read_export,
+                                             replaced, update_export, wait_until_exported)
 from export_image_provider.spec import to_spec
 from export_image_provider.waiter import load_policy
 from test_provider import FAST_WAITER, props
@@ -52,6 +52,39 @@ def test_a_wait_reports_progress_and_status_message(world, emulator):
     reports = [line for line in lines if f"{task.task_id} active" in line]
     assert reports and all(re.fullmatch(rf".*: {task.task_id} active \d+%( \S.*)?", line) for line in reports), lines
     assert lines[-1].endswith(f"{task.task_id} completed: s3://{spec.s3_bucket}/{spec.s3_key(task.task_id)}")
+
+
+def test_a_wait_follows_the_policy_it_is_given(world, emulator):
+    """Here one that accepts an active task: the wait ends at once, without a describe."""
+    emulator.set_config(export_seconds=60.0)
+    spec, gateway = spec_of(world, wait_for_completion=False), AwsGateway("us-east-1")
+    task = gateway.describe(create_export(spec, gateway, lambda line: None).task_id)
+    accept_active = load_policy({"EXPORT_IMAGE_PROVIDER_WAITER": json.dumps({"acceptors": [["active", "success"]]})})
+    emulator.reset_calls()
+    assert wait_until_exported(spec, task, gateway, lambda line: None, accept_active).status == "active"
+    assert emulator.calls().get("ec2:DescribeExportImageTasks", 0) == 0
+
+
+@pytest.mark.parametrize("versioned", [True, False])
+def test_a_read_names_both_objects_when_the_image_was_replaced_out_of_band(world, emulator, versioned):
+    s3, bucket = emulator.client("s3"), f"steps-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    if versioned:
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    spec, task_id = spec_of(world, s3_bucket=bucket), f"export-ami-{uuid.uuid4().hex[:17]}"  # a record AWS dropped
+    first = s3.put_object(Bucket=bucket, Key=spec.s3_key(task_id), Body=b"the exported image")
+    second = s3.put_object(Bucket=bucket, Key=spec.s3_key(task_id), Body=b"something else")
+    known = S3Object(18, first["ETag"].strip('"'), first.get("VersionId"), "2026-12-01T00:00:00Z")
+    lines = []
+    assert read_export(spec, task_id, AwsGateway("us-east-1"), {}, known, lines.append) is None
+    if versioned:
+        change = (f"(ETag {known.etag} version {first['VersionId']} became ETag {second['ETag'].strip(chr(34))} "
+                  f"version {second['VersionId']}): the export is treated as gone; its version {first['VersionId']} "
+                  "is still in the bucket")
+    else:
+        change = f"(ETag {known.etag} became ETag {second['ETag'].strip(chr(34))}): the export is treated as gone"
+    assert lines == [f"{spec.resource_key.rsplit('/', 1)[-1]}: s3://{bucket}/{spec.s3_key(task_id)} was replaced "
+                     f"out of band {change}"]
 
 
 def test_a_record_dropped_during_a_wait_is_judged_by_its_object(world, emulator):
