@@ -106,6 +106,18 @@ def test_a_record_dropped_during_a_wait_is_judged_by_its_object(world, emulator)
         wait_until_exported(spec_b, lost, gateway, lines.append)
 
 
+@pytest.mark.parametrize("record", ["kept", "dropped by AWS"])
+def test_a_delete_of_a_completed_export_deletes_its_image_and_cancels_nothing(world, emulator, record):
+    spec, gateway, lines = spec_of(world), AwsGateway("us-east-1"), []
+    state = create_export(spec, gateway, lines.append)
+    if record != "kept":
+        emulator.advance(WEEK_AND_A_DAY)
+    emulator.reset_calls()
+    delete_export(spec, state.task_id, gateway, lines.append)
+    assert gateway.head_object(spec.s3_bucket, state.s3_key) is None
+    assert "ec2:CancelExportTask" not in emulator.calls() and not any("cancel" in line for line in lines), lines
+
+
 def test_a_delete_whose_cancel_came_too_late_gives_up_at_timeout_minutes(world, emulator):
     """A task past the point of cancelling is waited for, so its object is deleted once it lands; one that
     never lands ends the delete at timeout_minutes, with the task named and left as it is."""
