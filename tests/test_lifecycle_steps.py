@@ -15,7 +15,7 @@ import pytest
 from export_image_provider.aws import AwsGateway
 from export_image_provider.emulator.unsettled import RECORD_RETENTION_SECONDS
 from export_image_provider.image import S3Object
-from export_image_provider.lifecycle import (ExportFailed, adoptable, create_export, delete_export, read_export,
+from export_image_provider.lifecycle import (ExportFailed, ExportState, adoptable, create_export, delete_export, read_export,
                                              replaced, update_export, wait_until_exported)
 from export_image_provider.spec import to_spec
 from export_image_provider.waiter import load_policy
@@ -51,6 +51,8 @@ def test_a_wait_reports_progress_and_status_message(world, emulator):
     wait_until_exported(spec, task, gateway, lines.append)
     reports = [line for line in lines if f"{task.task_id} active" in line]
     assert reports and all(re.fullmatch(rf".*: {task.task_id} active \d+%( \S.*)?", line) for line in reports), lines
+    assert any(re.fullmatch(rf".*: {task.task_id} active \d+% [a-z].*", line) for line in reports), lines  # AWS's words
+    assert not any("None" in line for line in lines), lines
     assert lines[-1].endswith(f"{task.task_id} completed: s3://{spec.s3_bucket}/{spec.s3_key(task.task_id)}")
 
 
@@ -169,6 +171,13 @@ def test_a_refused_adoption_quotes_the_tasks_status_message(world, emulator, mes
     with pytest.raises(ExportFailed) as refused:
         adoptable(task_id, AwsGateway("us-east-1"))
     assert f"export task {task_id} is deleted ({message or 'no message'}) and cannot be adopted" in str(refused.value)
+
+
+def test_an_export_state_cannot_be_changed_once_made():
+    """States are handed from the lifecycle to the provider and compared: nobody may edit one on the way."""
+    state = ExportState("export-ami-0123456789abcdef0", "active", None, 5, "exports/x.vmdk")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        state.status = "completed"
 
 
 @pytest.mark.parametrize("known, found, verdict", [
