@@ -1,4 +1,4 @@
-"""Mutation testing with cosmic-ray, and the generator of ``tests/MUTATION.md``.
+"""Mutation testing with cosmic-ray; its results and ``tests/MUTATION.md`` are kept by ``tests/mutation_results.py``.
 
 Run by ``scripts/mutation [MODULE ...]``; not part of CI and not a test module.
 
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import ast
 import datetime
-import hashlib
 import json
 import os
 import shlex
@@ -34,13 +33,9 @@ import sys
 import tempfile
 import time
 import tomllib
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-REPORT = REPO_ROOT / "tests" / "MUTATION.md"
-EQUIVALENTS = REPO_ROOT / "tests" / "mutation_equivalents.toml"
-RESULTS = REPO_ROOT / "tests" / "mutation"  # each module's last run, tracked
 PYTEST = "python -m pytest -x -q -p no:cacheprovider"  # as shown in the report
 
 # One natural mutation per site, like mutmut's: not every operator into every other one (which
@@ -66,6 +61,8 @@ def chain(selections: list[list[str]]) -> str:
     return " && ".join(f"{PYTEST} {shlex.join(selection)}" for selection in selections).replace(WHOLE + " ", "")
 
 
+from mutation_results import (ANNOTATION_SKIP, EQUIVALENTS, REPORT, RESULTS, UNSAMPLED, ModuleResult,  # noqa: E402
+                              Mutant, changed_lines, extend, judge, load, merge, render, save, source_digest)
 from mutation_select import NOT_EXECUTED, WHOLE, build_map  # noqa: E402 - beside this file
 
 # Per module: the in-process tests that exercise it, cheapest and most telling first (each mutant
@@ -88,43 +85,6 @@ MODULES = {
 }
 
 
-@dataclass
-class Mutant:
-    job: str
-    operator: str
-    line: int
-    before: str
-    after: str
-    diff: str
-    outcome: str
-    verdict: str = ""
-    not_executed: bool = False  # survived because no test of the selection executes its lines
-
-
-@dataclass
-class ModuleResult:
-    module: str
-    command: str
-    seconds: float
-    baseline: float
-    finished: str
-    mutants: list[Mutant] = field(default_factory=list)
-    not_run: int = 0
-    note: str = ""
-    before: str = ""
-    source_sha256: str = ""  # of the module as mutated: the report marks a run of since-changed source stale
-    annotation_only: int = 0  # mutants of annotations only, not run (see ANNOTATION_ONLY)
-    unsampled: int = 0  # with --sample: mutants left out of the sample
-
-    def counted(self, outcome: str) -> list[Mutant]:
-        return [m for m in self.mutants if m.outcome == outcome]
-
-
-def source_digest(path: Path) -> str:
-    """What a run records of the source it mutated, so the report can tell a stale run."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def scratch_copy(dest: Path) -> None:
     """Copy the tracked (and modified) files of the package, tests, IAM policies and README into ``dest``."""
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard",
@@ -141,16 +101,6 @@ def run(args: list[str], cwd: Path, env: dict[str, str]) -> None:
     subprocess.run(args, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL)
 
 
-def changed_lines(diff: str) -> tuple[str, str]:
-    removed = [line[1:].strip() for line in diff.splitlines() if line.startswith("-") and not line.startswith("---")]
-    added = [line[1:].strip() for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
-    return " / ".join(removed), " / ".join(added)
-
-
-ANNOTATION_ONLY = ("only a type annotation changes, and the module has `from __future__ import annotations`: "
-                   "annotations stay unevaluated strings (nothing in the package calls get_type_hints)")
-
-
 def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
     """Where a module's annotations are, if it never evaluates them (``from __future__ import annotations``)."""
     tree = ast.parse(source)
@@ -164,10 +114,6 @@ def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.returns is not None:
             found.append(node.returns)
     return [((n.lineno, n.col_offset), (n.end_lineno, n.end_col_offset)) for n in found]
-
-
-ANNOTATION_SKIP = "annotation only: not run"
-UNSAMPLED = "not in the sample"
 
 
 def skip(session: Path, keep: set[tuple[str, int]] | None, spans: list, sample: int | None = None,
@@ -249,18 +195,6 @@ def mutate(module: str, scratch: Path, env: dict[str, str], previous: ModuleResu
     return merge(result, previous) if previous is not None else result
 
 
-def extend(rest: ModuleResult, sampled: ModuleResult) -> ModuleResult:
-    """A ``--sample`` run completed by a ``--rest`` run of the mutants it left out: the whole module's run."""
-    rest.mutants = sampled.mutants + rest.mutants
-    rest.not_run += sampled.not_run
-    rest.seconds += sampled.seconds
-    rest.annotation_only, rest.unsampled = sampled.annotation_only, 0
-    rest.note = (f"the sample of {len(sampled.mutants) + sampled.not_run} run {sampled.finished}"
-                 + (f" ({sampled.note})" if sampled.note else "")
-                 + f", completed {rest.finished} by `--rest` with the other {len(rest.mutants) - len(sampled.mutants)}")
-    return rest
-
-
 def collect(module: str, command: str, session: Path, seconds: float, baseline: float) -> ModuleResult:
     """The outcomes recorded in a cosmic-ray session (mutants still pending are counted as not run)."""
     dump = subprocess.run([Path(sys.executable).parent / "cosmic-ray", "dump", session],
@@ -284,100 +218,6 @@ def collect(module: str, command: str, session: Path, seconds: float, baseline: 
                                      before, after, diff, state,
                                      not_executed=NOT_EXECUTED in (outcome.get("output") or "")))
     return result
-
-
-def merge(rerun: ModuleResult, previous: ModuleResult) -> ModuleResult:
-    """The previous run with its survivors' outcomes replaced by the rerun's (tests were only added)."""
-    by_change = {(m.operator, m.line, m.before, m.after): m for m in rerun.mutants}
-    rerun.mutants = [by_change.get((m.operator, m.line, m.before, m.after), m) for m in previous.mutants]
-    rerun.note = (f"survivors not judged equivalent of the run of {previous.finished} "
-                  f"({sum(1 for m in previous.counted('survived') if not m.verdict)}) rerun "
-                  f"{rerun.finished} in {rerun.seconds / 60:.1f} min after tests were added")
-    rerun.seconds, rerun.finished = previous.seconds, previous.finished
-    rerun.not_run, rerun.annotation_only, rerun.unsampled = previous.not_run, previous.annotation_only, previous.unsampled
-    rerun.before = previous.before or f"{len(previous.counted('killed'))} killed of {len(previous.mutants)}"
-    return rerun
-
-
-def judge(result: ModuleResult, verdicts: list[dict[str, str]]) -> None:
-    for mutant in result.counted("survived"):
-        mutant.verdict = ""
-        for verdict in verdicts:
-            if (verdict["module"], verdict["before"], verdict["after"]) == (result.module, mutant.before, mutant.after):
-                mutant.verdict = verdict["why"]
-
-
-def render(results: list[ModuleResult]) -> str:
-    out = [
-        "# Mutation testing",
-        "",
-        f"Written by `scripts/mutation` with cosmic-ray; not part of CI. Each mutant is one small",
-        "change to one module (operators: one natural replacement per site, see `KEEP_OPERATORS` in",
-        "`tests/mutation_report.py`), run against that module's test selection below. A mutant is",
-        "*killed* when the selection fails (or times out), *survives* when it passes. A survivor is",
-        "*equivalent* when no input can tell it from the original (the reason is given, from",
-        "`tests/mutation_equivalents.toml`); any other survivor is a test gap. Each mutant runs only",
-        "the tests of the selection that execute the lines it changes (`tests/mutation_select.py`);",
-        "a survivor whose lines no test executes is marked *not executed*. Mutants that change only",
-        "an annotation are not run: " + ANNOTATION_ONLY + ".",
-        "",
-        "| module | mutants run | killed | survived | equivalent | killed / all | killed / non-equivalent "
-        "| wall time | annotation only | not run |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        total = len(r.mutants)
-        killed = len(r.counted("killed"))
-        survived = r.counted("survived")
-        equivalent = sum(1 for m in survived if m.verdict)
-        useful = total - equivalent
-        out.append(f"| {r.module} | {total} | {killed} | {len(survived)} | {equivalent} | "
-                   f"{killed / total if total else 0:.1%} | {killed / useful if useful else 1:.1%} | "
-                   f"{r.seconds / 60:.1f} min | {r.annotation_only} | {r.not_run or ''} |")
-    for r in results:
-        out += ["", f"## {r.module}", "",
-                f"Run {r.finished}; test command (unmutated run {f'{r.baseline:.0f} s' if r.baseline else 'not timed'}, "
-                f"mutants {r.seconds / 60:.1f} min):", "",
-                f"    {r.command}", ""]
-        if r.source_sha256 != source_digest(REPO_ROOT / "export_image_provider" / f"{r.module}.py"):
-            out += [f"**Stale**: export_image_provider/{r.module}.py has changed since this run; run "
-                    f"`scripts/mutation {r.module}` again.", ""]
-        if r.note:
-            out += [f"Note: {r.note}" + (f"; before that: {r.before}." if r.before else "."), ""]
-        if r.unsampled:
-            out += [f"Sample: {len(r.mutants) + r.not_run} of the {len(r.mutants) + r.not_run + r.unsampled} mutants "
-                    f"(not annotation-only), drawn at random with seed {r.module!r} (`--sample`); the score "
-                    "estimates the module's.", ""]
-        if r.not_run:
-            out += [f"Partial: {r.not_run} mutants were not run (the run was stopped); the score covers the rest.", ""]
-        other = [m for m in r.mutants if m.outcome not in ("killed", "survived")]
-        if other:
-            out += [f"Not run to an outcome: {len(other)} ({', '.join(sorted({m.outcome for m in other}))}).", ""]
-        survived = r.counted("survived")
-        if not survived:
-            out.append("No survivors.")
-        for m in sorted(survived, key=lambda m: m.line):
-            verdict = f"**equivalent**: {m.verdict}" if m.verdict else "**not equivalent: test gap**"
-            if m.not_executed:
-                verdict += " (not executed by any test of the selection)"
-            out += [f"- line {m.line}, `{m.operator}`: {verdict}", "", "  ```diff",
-                    *[f"  {line}" for line in m.diff.splitlines() if not line.startswith(("---", "+++"))],
-                    "  ```", ""]
-    return "\n".join(out).rstrip() + "\n"
-
-
-def save(result: ModuleResult) -> None:
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{result.module}.json").write_text(json.dumps(asdict(result), indent=1) + "\n")
-
-
-def load(module: str) -> ModuleResult | None:
-    path = RESULTS / f"{module}.json"
-    if not path.is_file():
-        return None
-    data = json.loads(path.read_text())
-    data["mutants"] = [Mutant(**m) for m in data["mutants"]]
-    return ModuleResult(**data)
 
 
 def main() -> int:
