@@ -86,7 +86,8 @@ def merge(rerun: ModuleResult, previous: ModuleResult) -> ModuleResult:
     """The previous run with its survivors' outcomes replaced by the rerun's (tests were only added)."""
     by_change = {(m.operator, m.line, m.before, m.after): m for m in rerun.mutants}
     rerun.mutants = [by_change.get((m.operator, m.line, m.before, m.after), m) for m in previous.mutants]
-    rerun.note = (f"survivors not judged equivalent of the run of {previous.finished} "
+    rerun.note = (f"{previous.note}; then " if previous.note else "") + (
+                  f"survivors not judged equivalent of the run of {previous.finished} "
                   f"({sum(1 for m in previous.counted('survived') if not m.verdict)}) rerun "
                   f"{rerun.finished} in {rerun.seconds / 60:.1f} min after tests were added")
     rerun.seconds, rerun.finished = previous.seconds, previous.finished

@@ -3,6 +3,7 @@ fails. The provider's tests reach most of it through lifecycles; these pin what 
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import uuid
 from typing import Any
@@ -248,3 +249,22 @@ def test_a_records_description_is_kept_and_an_empty_one_is_none(world, emulator)
         emulator.control("POST", "tasks", {"record": record, "disk_image_format": "VMDK"})
     found = AwsGateway("us-east-1").describe_many(ids)
     assert [found[i].description for i in ids] == ["nightly build", None]
+
+
+def test_an_export_record_without_a_format_tells_nothing(world, emulator):
+    """DescribeExportTasks is the one read with the format; an answer without one is no answer."""
+    [task_id] = unknown_ids(1)
+    record = {"ExportImageTaskId": task_id, "Status": "active",
+              "S3ExportLocation": {"S3Bucket": "gateway-bucket", "S3Prefix": "exports/"}}
+    emulator.control("POST", "tasks", {"record": record, "disk_image_format": ""})
+    assert AwsGateway("us-east-1").export_location(task_id) is None
+    [known] = replay(emulator, 1)
+    assert AwsGateway("us-east-1").export_location(known) == ("VMDK", "gateway-bucket", f"exports/{known}.vmdk")
+
+
+def test_a_task_record_cannot_be_changed_once_read(world, emulator):
+    """Records are compared (adoption, resumption) and cached by the batcher: nobody may edit one."""
+    [task_id] = replay(emulator, 1)
+    task = AwsGateway("us-east-1").describe(task_id)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        task.status = "completed"
