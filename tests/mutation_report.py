@@ -35,7 +35,6 @@ import time
 import tomllib
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 PYTEST = "python -m pytest -x -q -p no:cacheprovider"  # as shown in the report
 
 # One natural mutation per site, like mutmut's: not every operator into every other one (which
@@ -61,8 +60,8 @@ def chain(selections: list[list[str]]) -> str:
     return " && ".join(f"{PYTEST} {shlex.join(selection)}" for selection in selections).replace(WHOLE + " ", "")
 
 
-from mutation_results import (ANNOTATION_SKIP, EQUIVALENTS, REPORT, RESULTS, UNSAMPLED, ModuleResult,  # noqa: E402
-                              Mutant, changed_lines, extend, judge, load, merge, render, save, source_digest)
+from mutation_results import (ANNOTATION_SKIP, EQUIVALENTS, REPO_ROOT, REPORT, RESULTS, UNSAMPLED,  # noqa: E402
+                              ModuleResult, Mutant, changed_lines, extend, judge, load, merge, render, save, source_digest)
 from mutation_select import NOT_EXECUTED, WHOLE, build_map  # noqa: E402 - beside this file
 
 # Per module: the in-process tests that exercise it, cheapest and most telling first (each mutant

@@ -25,16 +25,18 @@ def fresh(emulator):
     emulator.reset(config=True)
 
 
-def replay(emulator, count: int, status: str = "active", tags: dict[str, str] | None = None) -> list[str]:
-    """``count`` tasks as DescribeExportImageTasks would report them, put straight into the emulator."""
-    ids = []
-    for _ in range(count):
-        task_id = f"export-ami-{uuid.uuid4().hex[:17]}"
-        record = {"ExportImageTaskId": task_id, "Status": status, "Progress": "21", "StatusMessage": "updating",
-                  "S3ExportLocation": {"S3Bucket": "gateway-bucket", "S3Prefix": "exports/"},
-                  "Tags": [{"Key": k, "Value": v} for k, v in (tags or {}).items()]}
-        emulator.control("POST", "tasks", {"record": record, "disk_image_format": "VMDK"})
-        ids.append(task_id)
+def replay(emulator, count: int = 1, status: str = "active", tags: dict[str, str] | None = None,
+           bucket: str = "gateway-bucket", fmt: str = "VMDK", **fields: str | None) -> list[str]:
+    """``count`` tasks as DescribeExportImageTasks would report them, put straight into the emulator (which
+    never advances them); ``fields`` are more of the record's (None leaves one out)."""
+    fields = {"Progress": "21", "StatusMessage": "updating", **fields}
+    ids = unknown_ids(count)
+    for task_id in ids:
+        record = {"ExportImageTaskId": task_id, "Status": status,
+                  "S3ExportLocation": {"S3Bucket": bucket, "S3Prefix": "exports/"},
+                  "Tags": [{"Key": k, "Value": v} for k, v in (tags or {}).items()],
+                  **{k: v for k, v in fields.items() if v is not None}}
+        emulator.control("POST", "tasks", {"record": record, "disk_image_format": fmt})
     return ids
 
 
@@ -242,21 +244,14 @@ def test_a_denied_call_is_one_line_naming_aws_code(world, emulator, action, call
 
 
 def test_a_records_description_is_kept_and_an_empty_one_is_none(world, emulator):
-    ids = unknown_ids(2)
-    for task_id, description in zip(ids, ("nightly build", "")):
-        record = {"ExportImageTaskId": task_id, "Status": "completed", "Description": description,
-                  "S3ExportLocation": {"S3Bucket": "gateway-bucket", "S3Prefix": "exports/"}}
-        emulator.control("POST", "tasks", {"record": record, "disk_image_format": "VMDK"})
+    ids = [replay(emulator, status="completed", Description=description)[0] for description in ("nightly build", "")]
     found = AwsGateway("us-east-1").describe_many(ids)
     assert [found[i].description for i in ids] == ["nightly build", None]
 
 
 def test_an_export_record_without_a_format_tells_nothing(world, emulator):
     """DescribeExportTasks is the one read with the format; an answer without one is no answer."""
-    [task_id] = unknown_ids(1)
-    record = {"ExportImageTaskId": task_id, "Status": "active",
-              "S3ExportLocation": {"S3Bucket": "gateway-bucket", "S3Prefix": "exports/"}}
-    emulator.control("POST", "tasks", {"record": record, "disk_image_format": ""})
+    [task_id] = replay(emulator, fmt="")
     assert AwsGateway("us-east-1").export_location(task_id) is None
     [known] = replay(emulator, 1)
     assert AwsGateway("us-east-1").export_location(known) == ("VMDK", "gateway-bucket", f"exports/{known}.vmdk")

@@ -39,6 +39,7 @@ from pulumi.dynamic import DiffResult
 
 from export_image_provider import ImageExportProvider, process
 from export_image_provider.ownership import CLAIM_TAG, RESOURCE_TAG, STACK_TAG
+from export_image_provider.slots import queue_for
 from test_provider import object_exists, world  # noqa: F401 - pytest fixture
 
 STACKS = ("A", "B")
@@ -231,6 +232,11 @@ class EngineModel(RuleBasedStateMachine):
                 if (stack, name) not in self.interrupted:
                     unowned = [task_id for task_id, is_claimed in live if not is_claimed]
                     assert not unowned, f"{stack}/{name}: tasks nothing owns: {unowned}"
+
+    @invariant()
+    def no_create_is_left_waiting_for_a_slot(self):
+        """Between steps nothing runs: an entry left in the region's slot queue would hold back every later create."""
+        assert not queue_for(self.emulator.region)._waiting
 
     def teardown(self):
         """Destroy every stack; any task a create of it was interrupted with is resumed first."""

@@ -19,6 +19,8 @@ from export_image_provider.lifecycle import (ExportFailed, ExportState, adoptabl
                                              replaced, update_export, wait_until_exported)
 from export_image_provider.spec import to_spec
 from export_image_provider.waiter import load_policy
+from test_aws_gateway import replay, unknown_ids
+from test_concurrency import register_images
 from test_provider import FAST_WAITER, props
 from test_provider import fresh_tasks, world  # noqa: F401 - pytest fixtures
 
@@ -27,20 +29,6 @@ WEEK_AND_A_DAY = RECORD_RETENTION_SECONDS + 24 * 3600
 
 def spec_of(world, **changes):
     return to_spec(props(world, **changes))
-
-
-def register_image(emulator) -> str:
-    return emulator.client("ec2").register_image(Name=f"steps-{uuid.uuid4().hex[:8]}")["ImageId"]
-
-
-def replay(emulator, world, status: str, message: str | None = None, progress: str | None = None) -> str:
-    """A task record as AWS reports it, which the emulator keeps as it is (it never advances)."""
-    task_id = f"export-ami-{uuid.uuid4().hex[:17]}"
-    record = {"ExportImageTaskId": task_id, "Status": status,
-              "S3ExportLocation": {"S3Bucket": world["bucket"], "S3Prefix": "exports/"}}
-    record.update({k: v for k, v in (("StatusMessage", message), ("Progress", progress)) if v is not None})
-    emulator.control("POST", "tasks", {"record": record, "disk_image_format": "VMDK"})
-    return task_id
 
 
 def test_a_wait_reports_progress_and_status_message(world, emulator):
@@ -73,7 +61,7 @@ def test_a_read_names_both_objects_when_the_image_was_replaced_out_of_band(world
     s3.create_bucket(Bucket=bucket)
     if versioned:
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    spec, task_id = spec_of(world, s3_bucket=bucket), f"export-ami-{uuid.uuid4().hex[:17]}"  # a record AWS dropped
+    spec, task_id = spec_of(world, s3_bucket=bucket), unknown_ids(1)[0]  # a record AWS dropped
     first = s3.put_object(Bucket=bucket, Key=spec.s3_key(task_id), Body=b"the exported image")
     second = s3.put_object(Bucket=bucket, Key=spec.s3_key(task_id), Body=b"something else")
     known = S3Object(18, first["ETag"].strip('"'), first.get("VersionId"), "2026-12-01T00:00:00Z")
@@ -95,7 +83,7 @@ def test_a_record_dropped_during_a_wait_is_judged_by_its_object(world, emulator)
     gateway, lines = AwsGateway("us-east-1"), []
     spec = spec_of(world, wait_for_completion=False)
     exported = gateway.describe(create_export(spec, gateway, lines.append).task_id)
-    spec_b = spec_of(world, wait_for_completion=False, image_id=register_image(emulator))
+    spec_b = spec_of(world, wait_for_completion=False, image_id=register_images(emulator, 1)[0])
     lost = gateway.describe(create_export(spec_b, gateway, lines.append).task_id)
     emulator.advance(WEEK_AND_A_DAY)
     assert gateway.describe(exported.task_id) is None and gateway.describe(lost.task_id) is None
@@ -124,7 +112,7 @@ def test_a_delete_whose_cancel_came_too_late_gives_up_at_timeout_minutes(world, 
     """A task past the point of cancelling is waited for, so its object is deleted once it lands; one that
     never lands ends the delete at timeout_minutes, with the task named and left as it is."""
     emulator.set_config(export_seconds=0.0)  # a replayed record never advances: active at 99% for ever
-    task_id = replay(emulator, world, "active", "converting", "99")
+    [task_id] = replay(emulator, bucket=world["bucket"], StatusMessage="converting", Progress="99")
     spec = dataclasses.replace(spec_of(world), timeout_minutes=0.01)
     lines = []
     with pytest.raises(ExportFailed) as failed:
@@ -157,7 +145,7 @@ def test_a_finished_export_lets_a_create_waiting_for_a_slot_start_at_once(world,
     thread.start()
     while not emulator.calls().get("ec2:ExportImage"):
         assert thread.is_alive(), results
-    second = spec_of(world, image_id=register_image(emulator), wait_for_completion=False, timeout_minutes=0.5)
+    second = spec_of(world, image_id=register_images(emulator, 1)[0], wait_for_completion=False, timeout_minutes=0.5)
     waited = []
     state = create_export(second, gateway, waited.append, slow_retry)
     thread.join(60)
@@ -167,7 +155,7 @@ def test_a_finished_export_lets_a_create_waiting_for_a_slot_start_at_once(world,
 
 @pytest.mark.parametrize("message", ["ServerError: the disk could not be converted", None])
 def test_a_refused_adoption_quotes_the_tasks_status_message(world, emulator, message):
-    task_id = replay(emulator, world, "deleted", message)
+    [task_id] = replay(emulator, status="deleted", bucket=world["bucket"], StatusMessage=message, Progress=None)
     with pytest.raises(ExportFailed) as refused:
         adoptable(task_id, AwsGateway("us-east-1"))
     assert f"export task {task_id} is deleted ({message or 'no message'}) and cannot be adopted" in str(refused.value)
